@@ -1,0 +1,3 @@
+from bigmodel_tf.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,210 @@
+"""The `bigmodel-tf` command: parses arguments, calls the documented Python API, prints.
+
+Bad input is reported as one line on stderr with exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bigmodel_tf.errors import UserError
+
+# Before TensorFlow is imported: keep its C++ start-up chatter off stderr.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+FAMILIES = (
+    "cnn",
+)  # kept in step with training.tasks.TASKS by a test; avoids importing TF for --help
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line (usage stays available through --help)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(
+        prog="bigmodel-tf",
+        description="Train, evaluate and export classic deep-learning models on real data.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    train = commands.add_parser(
+        "train",
+        help="train a model (resumes an interrupted run of the same config)",
+        description="Train a model family on a dataset. Re-running the same command resumes an "
+        "interrupted run from its last backed-up epoch; a finished run is not trained again.",
+    )
+    train.add_argument("model", choices=FAMILIES, help="model family")
+    train.add_argument("--dataset", help="embedded dataset (see `datasets`) or tfds:NAME")
+    train.add_argument(
+        "--preset", default="default", help="named model config (cnn: default, seed)"
+    )
+    train.add_argument("--epochs", type=int, help="shorthand for --set train.epochs=N")
+    train.add_argument("--batch-size", type=int, help="global batch size (train.batch_size)")
+    train.add_argument(
+        "--strategy",
+        choices=("auto", "default", "mirrored", "multiworker"),
+        help="tf.distribute strategy (train.strategy); auto picks from TF_CONFIG and the GPUs",
+    )
+    train.add_argument("--config", type=Path, help="JSON or YAML file of config keys")
+    train.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config key, e.g. train.learning_rate=1e-3 (repeatable)",
+    )
+    train.add_argument(
+        "--run-dir", type=Path, help="default: runs/<model>/<dataset>-<preset>-<hash>"
+    )
+    train.add_argument("--overwrite", action="store_true", help="delete --run-dir's contents first")
+    train.add_argument("--quiet", action="store_true", help="one line per epoch, no progress bar")
+
+    evaluate = commands.add_parser("evaluate", help="evaluate a run's best model on a split")
+    evaluate.add_argument("run_dir", type=Path)
+    evaluate.add_argument("--split", default="test", help="split expression (default: test)")
+
+    export = commands.add_parser(
+        "export",
+        help="export a run as a SavedModel",
+        description="Write a SavedModel (serving signatures on raw inputs) and metadata.json, "
+        "atomically; an existing version is replaced only with --force.",
+    )
+    export.add_argument("run_dir", type=Path)
+    export.add_argument(
+        "--out", type=Path, help="version folder (default: savedmodels/<model>/<next>)"
+    )
+    export.add_argument("--force", action="store_true", help="replace --out if it exists")
+
+    board = commands.add_parser("tensorboard", help="serve a run's TensorBoard logs on 127.0.0.1")
+    board.add_argument("run_dir", type=Path)
+    board.add_argument("--port", type=int, default=6006, help="port (0 picks a free one)")
+
+    commands.add_parser("datasets", help="list the embedded datasets with their splits")
+    return parser
+
+
+def _train(args: argparse.Namespace) -> None:
+    from bigmodel_tf import training
+    from bigmodel_tf.training.config import parse_assignments, read_config_file
+
+    overrides = read_config_file(args.config) if args.config else {}
+    if "dataset" in overrides and args.dataset is None:
+        args.dataset = overrides.pop("dataset")
+    overrides.update(parse_assignments(args.set))
+    for key, value in (
+        ("train.epochs", args.epochs),
+        ("train.batch_size", args.batch_size),
+        ("train.strategy", args.strategy),
+    ):
+        if value is not None:
+            overrides[key] = value
+    config = training.make_config(
+        args.model, dataset=args.dataset, preset=args.preset, overrides=overrides
+    )
+    metrics = training.train(
+        config, args.run_dir, overwrite=args.overwrite, verbose=2 if args.quiet else "auto"
+    )
+    print(f"run directory: {metrics['run_dir']}")
+    print("test: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics["test"].items()))
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from bigmodel_tf import training
+
+    metrics = training.evaluate(args.run_dir, args.split)
+    print(json.dumps({"split": args.split, **metrics}, indent=2))
+
+
+def _export(args: argparse.Namespace) -> None:
+    from bigmodel_tf.export import export
+
+    out = export(args.run_dir, args.out, force=args.force)
+    print(f"exported to {out}")
+
+
+def _tensorboard(args: argparse.Namespace) -> None:
+    from bigmodel_tf.training import start_tensorboard
+
+    url = start_tensorboard(args.run_dir, args.port)
+    print(f"TensorBoard at {url} (Ctrl-C to stop)", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+
+
+def _datasets(args: argparse.Namespace) -> None:
+    from bigmodel_tf import data
+
+    for row in data.describe():
+        splits = ", ".join(f"{split} {count:,}" for split, count in row["splits"].items())
+        state = "prepared" if row["prepared"] else "fetched with pip on first use"
+        print(f"{row['name']:<10} {splits}  [{row['source']}; {state}]")
+        print(f"{'':<10} {row['description']}")
+    print("tfds:NAME  any TFDS catalogue dataset (needs internet the first time)")
+
+
+COMMANDS = {
+    "train": _train,
+    "evaluate": _evaluate,
+    "export": _export,
+    "tensorboard": _tensorboard,
+    "datasets": _datasets,
+}
+
+
+@contextlib.contextmanager
+def _native_stderr_captured():
+    """Holds back what native code writes to fd 2 inside the block; replays it if the block fails.
+
+    TensorFlow's libraries print start-up notes (oneDNN, CUDA) to fd 2 at import, before they
+    honour TF_CPP_MIN_LOG_LEVEL; they would bury our one-line errors.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            sink.seek(0)
+            sys.stderr.write(sink.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _import_tensorflow() -> None:
+    if int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0")) > 0:
+        with _native_stderr_captured():
+            import keras  # noqa: F401
+            import tensorflow  # noqa: F401
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _import_tensorflow()
+    try:
+        COMMANDS[args.command](args)
+    except UserError as e:
+        print(f"bigmodel-tf {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,64 @@
+"""tf.data pipelines shared by every model family.
+
+Training data is one dataset that runs from the first epoch still to do up to the last, each
+epoch shuffled with a seed derived from (seed, epoch). Keras does not restore a tf.data iterator's
+position on resume, so this is what makes a resumed run see exactly the batches an uninterrupted
+run would have seen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import tensorflow as tf
+
+AUTOTUNE = tf.data.AUTOTUNE
+# Examples held for shuffling; datasets up to this size get a perfect shuffle each epoch.
+MAX_SHUFFLE_BUFFER = 100_000
+
+Batcher = Callable[[tf.data.Dataset], tf.data.Dataset]
+
+
+def epoch_seed(seed: int, epoch: int | tf.Tensor) -> int | tf.Tensor:
+    """The seed of epoch `epoch` in a run seeded with `seed` (works on ints and int64 tensors)."""
+    return seed * 1_000_003 + epoch
+
+
+def training_epochs(
+    examples: tf.data.Dataset, batcher: Batcher, *, seed: int, first_epoch: int, epochs: int
+) -> tf.data.Dataset:
+    """Epochs `first_epoch .. epochs-1` of `examples`, each shuffled by (seed, epoch) then batched.
+
+    Args:
+        examples: tf.data.Dataset. Unbatched examples, cached (they are iterated once per epoch).
+        batcher: callable. Turns examples into batches (`batch`, `padded_batch`, bucketing, ...)
+            and applies any per-batch map.
+        seed: int. The run's seed.
+        first_epoch: int. The first epoch to produce (0, or the epoch a resumed run restarts at).
+        epochs: int. One past the last epoch.
+    """
+    buffer = min(int(examples.cardinality()), MAX_SHUFFLE_BUFFER)
+    if buffer <= 0:  # unknown or infinite cardinality
+        buffer = MAX_SHUFFLE_BUFFER
+
+    def one_epoch(epoch: tf.Tensor) -> tf.data.Dataset:
+        shuffled = examples.shuffle(
+            buffer, seed=epoch_seed(seed, epoch), reshuffle_each_iteration=False
+        )
+        return batcher(shuffled)
+
+    return tf.data.Dataset.range(first_epoch, epochs).flat_map(one_epoch).prefetch(AUTOTUNE)
+
+
+def evaluation_batches(examples: tf.data.Dataset, batcher: Batcher) -> tf.data.Dataset:
+    """Examples in their stored order, batched, prefetched."""
+    return batcher(examples).prefetch(AUTOTUNE)
+
+
+def num_batches(examples: tf.data.Dataset, batcher: Batcher) -> int:
+    """Number of batches `batcher` makes of one pass over `examples` (counted if not known)."""
+    batches = batcher(examples)
+    count = int(batches.cardinality())
+    if count < 0:
+        count = int(batches.reduce(0, lambda n, _: n + 1))
+    return count

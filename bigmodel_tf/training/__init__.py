@@ -1,0 +1,22 @@
+"""Training: configs, the one trainer, evaluation and TensorBoard.
+
+>>> from bigmodel_tf import training
+>>> config = training.make_config("cnn", overrides={"train.epochs": 5})
+>>> metrics = training.train(config)          # writes runs/cnn/mnist5k-default-<hash>/
+>>> training.evaluate(metrics["run_dir"], "test")
+"""
+
+from bigmodel_tf.training.board import start_tensorboard
+from bigmodel_tf.training.config import RunConfig, TrainConfig
+from bigmodel_tf.training.trainer import default_run_dir, evaluate, load_run, make_config, train
+
+__all__ = [
+    "RunConfig",
+    "TrainConfig",
+    "default_run_dir",
+    "evaluate",
+    "load_run",
+    "make_config",
+    "start_tensorboard",
+    "train",
+]

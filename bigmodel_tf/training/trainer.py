@@ -1,0 +1,350 @@
+"""The one training loop every model family goes through: `make_config`, `train`, `evaluate`.
+
+A run directory `runs/<family>/<name>/` holds:
+
+    config.json            the resolved RunConfig (re-running with the same config resumes)
+    logs/                  TensorBoard (train/ and validation/ scalars)
+    backup/                BackupAndRestore state while training; removed when training ends
+    checkpoints/best.keras the model with the best validation metric (what evaluate/export use)
+    checkpoints/last.keras the model after the last epoch
+    history.csv            per-epoch metrics
+    metrics.json           validation and test metrics of the best model, written last
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from bigmodel_tf.data import check_name
+from bigmodel_tf.data.pipeline import evaluation_batches, num_batches, training_epochs
+from bigmodel_tf.errors import UserError
+from bigmodel_tf.io import read_json, write_json
+from bigmodel_tf.training.config import RunConfig, TrainConfig, set_value
+from bigmodel_tf.training.strategy import resolve_strategy
+from bigmodel_tf.training.tasks import TASKS, Task
+
+
+def task_for(family: str) -> Task:
+    if family not in TASKS:
+        raise UserError(f"unknown model {family!r}; choose one of: {', '.join(TASKS)}")
+    return TASKS[family]
+
+
+def make_config(
+    family: str,
+    *,
+    dataset: str | None = None,
+    preset: str = "default",
+    overrides: dict[str, Any] | None = None,
+) -> RunConfig:
+    """Resolves a run config: family defaults, then the preset, then `overrides` (dotted keys).
+
+    Args:
+        family: str. Model family, e.g. `"cnn"`.
+        dataset: str. Dataset name; defaults to the family's (`mnist5k` for the CNN).
+        preset: str. A named model configuration of the family. Defaults to `"default"`.
+        overrides: dict. `{"train.epochs": 5, "model.dropout": "0.3"}`; strings are parsed by the
+            field's type. Unknown keys and out-of-range values raise `UserError`.
+    """
+    task = task_for(family)
+    if preset not in task.presets:
+        raise UserError(
+            f"unknown preset {preset!r} for {family}; choose one of: {', '.join(task.presets)}"
+        )
+    config = RunConfig(
+        family=family,
+        dataset=dataset or task.default_dataset,
+        preset=preset,
+        model=task.config_class(),
+        train=TrainConfig(),
+    )
+    for key, value in task.train_defaults.items():
+        set_value(config, f"train.{key}", value)
+    for key, value in task.presets[preset].items():
+        set_value(config, f"model.{key}", value)
+    for key, value in (overrides or {}).items():
+        set_value(config, key, value)
+    check_name(config.dataset)
+    return config
+
+
+def config_from_dict(raw: dict[str, Any]) -> RunConfig:
+    """Rebuilds a RunConfig from `config.json`."""
+    task = task_for(raw["family"])
+    model = task.config_class(
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in raw["model"].items()}
+    )
+    return RunConfig(
+        raw["family"], raw["dataset"], raw["preset"], model, TrainConfig(**raw["train"])
+    )
+
+
+def default_run_dir(config: RunConfig) -> Path:
+    """`runs/<family>/<dataset>-<preset>-<config hash>`: the same command finds the same run."""
+    digest = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
+    dataset = config.dataset.replace(":", "_").replace("/", "_")
+    return Path("runs") / config.family / f"{dataset}-{config.preset}-{digest}"
+
+
+def load_run(run_dir: Path) -> RunConfig:
+    """The config of an existing run directory."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise UserError(f"{run_dir} is not a run directory (no config.json)")
+    return config_from_dict(read_json(path))
+
+
+def _check_run_dir(config: RunConfig, run_dir: Path, overwrite: bool) -> bool:
+    """Checks, without writing, that `run_dir` can hold this run; True if it already finished."""
+    saved = run_dir / "config.json"
+    if overwrite or not run_dir.exists():
+        return False
+    if saved.is_file():
+        previous = read_json(saved)
+        if previous.get("family") != config.family:
+            raise UserError(
+                f"{run_dir} holds a {previous.get('family')!r} run, not {config.family!r}; "
+                "choose another --run-dir"
+            )
+        differences = _differences(previous, config.to_dict())
+        if differences:
+            raise UserError(
+                f"{run_dir} holds a run with a different config ({'; '.join(differences[:4])}); "
+                "choose another --run-dir, or --overwrite to replace it"
+            )
+        return (run_dir / "metrics.json").is_file()
+    if any(run_dir.iterdir()):
+        raise UserError(f"{run_dir} exists and is not a run directory; choose another --run-dir")
+    return False
+
+
+def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    found = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            found += _differences(a, b, f"{prefix}{key}.")
+        elif json.dumps(a) != json.dumps(b):
+            found.append(f"{prefix}{key}: {a} → {b}")
+    return found
+
+
+def _optimizer(train: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    total = train.epochs * steps_per_epoch
+    warmup = min(int(train.warmup_epochs * steps_per_epoch), total - 1)
+    learning_rate: Any = train.learning_rate
+    if train.lr_schedule == "cosine" or warmup:
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=0.0 if warmup else train.learning_rate,
+            decay_steps=total - warmup,
+            # alpha=1 holds the rate constant after warm-up.
+            alpha=0.0 if train.lr_schedule == "cosine" else 1.0,
+            warmup_target=train.learning_rate if warmup else None,
+            warmup_steps=warmup,
+        )
+    if train.optimizer == "adamw":
+        return keras.optimizers.AdamW(learning_rate, weight_decay=train.weight_decay)
+    if train.optimizer == "sgd":
+        return keras.optimizers.SGD(
+            learning_rate, momentum=0.9, weight_decay=train.weight_decay or None
+        )
+    return keras.optimizers.Adam(learning_rate, weight_decay=train.weight_decay or None)
+
+
+class EpochSeeds(keras.callbacks.Callback):
+    """Sets every seed generator in the model (dropout, augmentation) from (seed, epoch).
+
+    Keras does not save seed-generator states in its backups, so without this a resumed run
+    would draw different dropout masks and augmentations than an uninterrupted one.
+    """
+
+    def __init__(self, seed: int):
+        super().__init__()
+        self.seed = seed
+
+    def on_epoch_begin(self, epoch, logs=None):
+        states = [v for v in self.model.variables if v.name == "seed_generator_state"]
+        for index, state in enumerate(states):
+            # state = [seed, counter]; each draw advances the counter by one.
+            seed = (self.seed * 7919 + index) % (2**31)
+            state.assign(tf.constant([seed, epoch << 20], dtype=state.dtype))
+
+
+def _resume_epoch(backup_dir: Path) -> int:
+    """The epoch BackupAndRestore will resume at (0 for a fresh run)."""
+    metadata = backup_dir / "training_metadata.json"
+    return int(read_json(metadata)["epoch"]) if metadata.is_file() else 0
+
+
+def _history_until(path: Path, epoch: int) -> list[dict[str, str]]:
+    """Rows of history.csv before `epoch`, rewriting the file without later (redone) epochs."""
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        rows = [row for row in csv.DictReader(f) if int(row["epoch"]) < epoch]
+    if rows:
+        with open(path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    else:
+        path.unlink()
+    return rows
+
+
+def _save_model(model: keras.Model, path: Path) -> None:
+    """`model.save` to a temporary file, then rename: a kill never leaves half a model."""
+    tmp = path.with_name(f".{path.stem}.tmp.keras")
+    model.save(tmp)
+    tmp.replace(path)
+
+
+def train(
+    config: RunConfig,
+    run_dir: Path | str | None = None,
+    *,
+    overwrite: bool = False,
+    verbose: int | str = "auto",
+) -> dict[str, Any]:
+    """Trains, checkpoints, evaluates on the test split and writes `metrics.json`.
+
+    Re-running with the same config and run directory resumes from the last backed-up epoch with
+    the same data order, dropout masks and augmentations as an uninterrupted run; re-running a
+    finished run returns its metrics without training.
+
+    Args:
+        config: RunConfig. From `make_config`.
+        run_dir: path. Defaults to `default_run_dir(config)`.
+        overwrite: bool. Delete whatever `run_dir` holds first. Defaults to `False`.
+        verbose: Keras' `fit` verbosity (`"auto"`, 0, 1 or 2). Defaults to `"auto"`.
+
+    Returns:
+        The contents of `metrics.json`, plus `run_dir`.
+    """
+    task = task_for(config.family)
+    run_dir = Path(run_dir) if run_dir else default_run_dir(config)
+    if _check_run_dir(config, run_dir, overwrite):
+        print(f"{run_dir} has already finished; returning its metrics", file=sys.stderr)
+        return {**read_json(run_dir / "metrics.json"), "run_dir": str(run_dir)}
+    if overwrite and run_dir.exists():
+        shutil.rmtree(run_dir)
+
+    train_cfg = config.train
+    keras.utils.set_random_seed(train_cfg.seed)
+    strategy = resolve_strategy(train_cfg.strategy)
+    if train_cfg.batch_size % strategy.num_replicas_in_sync:
+        raise UserError(
+            f"train.batch_size={train_cfg.batch_size} must be a multiple of the "
+            f"{strategy.num_replicas_in_sync} replicas"
+        )
+
+    # Data first: a bad dataset or archive fails before anything is written to the run directory.
+    spec = task.prepare(config, run_dir)
+    batcher = task.batcher(config, spec, train_cfg.batch_size)
+    train_examples = task.examples(config, "train", spec)
+    steps_per_epoch = num_batches(train_examples, batcher)
+    validation = evaluation_batches(task.examples(config, "validation", spec), batcher)
+    write_json(run_dir / "config.json", config.to_dict())
+
+    with strategy.scope():
+        model = task.build_model(config, spec)
+        model.compile(
+            optimizer=_optimizer(train_cfg, steps_per_epoch),
+            jit_compile=train_cfg.jit_compile,
+            **task.compile_args(config),
+        )
+
+    backup_dir = run_dir / "backup"
+    first_epoch = _resume_epoch(backup_dir)
+    history = _history_until(run_dir / "history.csv", first_epoch)
+    if first_epoch:
+        print(f"Resuming {run_dir} at epoch {first_epoch + 1} from {backup_dir}", file=sys.stderr)
+    best_so_far = [float(row[task.monitor]) for row in history if row.get(task.monitor)]
+    pick = max if task.monitor_mode == "max" else min
+    checkpoints = run_dir / "checkpoints"
+    checkpoints.mkdir(parents=True, exist_ok=True)
+
+    callbacks = [
+        EpochSeeds(train_cfg.seed),
+        keras.callbacks.ModelCheckpoint(
+            str(checkpoints / "best.keras"),
+            monitor=task.monitor,
+            mode=task.monitor_mode,
+            save_best_only=True,
+            initial_value_threshold=pick(best_so_far) if best_so_far else None,
+        ),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+        keras.callbacks.TensorBoard(str(run_dir / "logs")),
+        # Last, so that an epoch counts as done only once its history row and checkpoint exist;
+        # a kill in between redoes the epoch, and _history_until drops its row.
+        keras.callbacks.BackupAndRestore(str(backup_dir)),
+    ]
+    if train_cfg.early_stopping_patience:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=task.monitor,
+                mode=task.monitor_mode,
+                patience=train_cfg.early_stopping_patience,
+            )
+        )
+
+    started = time.perf_counter()
+    model.fit(
+        training_epochs(
+            train_examples,
+            batcher,
+            seed=train_cfg.seed,
+            first_epoch=first_epoch,
+            epochs=train_cfg.epochs,
+        ),
+        epochs=train_cfg.epochs,
+        steps_per_epoch=steps_per_epoch,
+        shuffle=False,  # the dataset shuffles itself, by (seed, epoch)
+        validation_data=validation,
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+    seconds = time.perf_counter() - started
+    _save_model(model, checkpoints / "last.keras")
+
+    best = keras.saving.load_model(checkpoints / "best.keras", safe_mode=True)
+    test = evaluation_batches(task.examples(config, "test", spec), batcher)
+    metrics = {
+        "family": config.family,
+        "dataset": config.dataset,
+        "validation": best.evaluate(validation, return_dict=True, verbose=0),
+        "test": best.evaluate(test, return_dict=True, verbose=0),
+        "epochs_trained_this_invocation": train_cfg.epochs - first_epoch,
+        "train_seconds_this_invocation": round(seconds, 2),
+        "parameters": int(model.count_params()),
+    }
+    write_json(run_dir / "metrics.json", metrics)
+    return {**metrics, "run_dir": str(run_dir)}
+
+
+def evaluate(
+    run_dir: Path | str, split: str = "test", *, verbose: int | str = 0
+) -> dict[str, float]:
+    """`model.evaluate` of a run's best checkpoint on `split` (any TFDS split expression)."""
+    run_dir = Path(run_dir)
+    config = load_run(run_dir)
+    task = task_for(config.family)
+    checkpoint = run_dir / "checkpoints" / "best.keras"
+    if not checkpoint.is_file():
+        raise UserError(f"{run_dir} has no checkpoints/best.keras yet; train it first")
+    spec = task.prepare(config, run_dir)
+    batches = evaluation_batches(
+        task.examples(config, split, spec), task.batcher(config, spec, config.train.batch_size)
+    )
+    model = keras.saving.load_model(checkpoint, safe_mode=True)
+    return model.evaluate(batches, return_dict=True, verbose=verbose)

@@ -1,0 +1,23 @@
+"""Shared fixtures. Tests use the real embedded data (fetched once into the cache with pip)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from tests.helpers import TINY_CNN
+
+
+@pytest.fixture(scope="session")
+def trained_cnn(tmp_path_factory) -> Path:
+    """A finished 1-epoch tiny CNN run on mnist5k (shared, treat as read-only)."""
+    from bigmodel_tf import training
+
+    run_dir = tmp_path_factory.mktemp("runs") / "cnn"
+    config = training.make_config("cnn", overrides={**TINY_CNN, "train.epochs": 1})
+    training.train(config, run_dir, verbose=0)
+    return run_dir

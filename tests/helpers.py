@@ -1,0 +1,40 @@
+"""Test helpers shared across the suite."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+# A small CNN that learns MNIST to ~0.9 in one epoch of a few seconds (batch norm needs more
+# steps than that before its moving averages are usable).
+TINY_CNN = {
+    "model.filters": (16, 32),
+    "model.dense_units": 32,
+    "model.augment": False,
+    "model.batch_norm": False,
+    "train.batch_size": 128,
+    "train.warmup_epochs": 0.0,
+}
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 600):
+    """Runs `bigmodel-tf ARGS` in a subprocess; returns the CompletedProcess (text)."""
+    return subprocess.run(
+        [sys.executable, "-m", "bigmodel_tf", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+    )
+
+
+def cli_args(overrides: dict) -> list[str]:
+    """`--set k=v` arguments for an overrides dict."""
+    args = []
+    for key, value in overrides.items():
+        text = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+        args += ["--set", f"{key}={text}"]
+    return args

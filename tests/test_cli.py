@@ -1,0 +1,134 @@
+"""The command line: subprocess smoke tests, TensorBoard over HTTP, and one-line errors."""
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from bigmodel_tf import cli
+from bigmodel_tf.data.builders import Mnist5k
+from bigmodel_tf.io import write_json
+from bigmodel_tf.training.tasks import TASKS
+from tests.helpers import TINY_CNN, cli_args, run_cli
+
+
+def test_cli_families_match_the_tasks():
+    assert set(cli.FAMILIES) == set(TASKS)
+
+
+def test_train_evaluate_export_from_the_command_line(tmp_path):
+    run_dir = tmp_path / "run"
+    trained = run_cli(
+        "train", "cnn", "--epochs", "1", *cli_args(TINY_CNN), "--run-dir", run_dir, "--quiet"
+    )
+    assert trained.returncode == 0, trained.stderr
+    assert f"run directory: {run_dir}" in trained.stdout
+    accuracy = float(re.search(r"test: accuracy ([0-9.]+)", trained.stdout).group(1))
+    assert accuracy > 0.8
+
+    evaluated = run_cli("evaluate", run_dir, "--split", "test")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads(evaluated.stdout)["accuracy"] == pytest.approx(accuracy, abs=1e-4)
+
+    exported = run_cli("export", run_dir, cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    assert "exported to savedmodels/cnn/1" in exported.stdout
+    assert (tmp_path / "savedmodels/cnn/1/saved_model/saved_model.pb").is_file()
+
+
+def test_datasets_lists_splits_and_sizes():
+    listed = run_cli("datasets")
+    assert listed.returncode == 0, listed.stderr
+    assert re.search(r"mnist5k\s+train 3,500, validation 500, test 1,000", listed.stdout)
+
+
+def test_tensorboard_serves_the_runs_scalars(trained_cnn):
+    server = subprocess.Popen(
+        [sys.executable, "-m", "bigmodel_tf", "tensorboard", str(trained_cnn), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        line = server.stdout.readline()
+        url = re.search(r"http://127\.0\.0\.1:\d+/", line).group(0)
+        deadline = time.monotonic() + 60
+        while True:  # TensorBoard loads event files in the background
+            with urllib.request.urlopen(url + "data/plugin/scalars/tags", timeout=10) as response:
+                tags = json.load(response)
+            if {"train", "validation"} <= set(tags) or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert "epoch_accuracy" in tags["validation"] and "epoch_loss" in tags["train"]
+    finally:
+        server.kill()
+        server.wait()
+
+
+def one_error_line(capsys, argv) -> str:
+    """Runs the CLI in-process; asserts exit code 2 and exactly one line on stderr."""
+    try:
+        code = cli.main(argv)
+    except SystemExit as e:
+        code = e.code
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "rnn"], "invalid choice: 'rnn'"),
+        (["train", "cnn", "--dataset", "mnist6k", "--epochs", "1"], "unknown dataset 'mnist6k'"),
+        (["train", "cnn", "--set", "train.epochs"], "expected key=value"),
+        (["train", "cnn", "--set", "train.epoch=2"], "unknown config key 'train.epoch'"),
+        (["train", "cnn", "--epochs", "0"], "train.epochs=0: must be >= 1"),
+        (["train", "cnn", "--epochs", "-3"], "train.epochs=-3: must be >= 1"),
+        (["evaluate", "/nonexistent/run"], "is not a run directory"),
+    ],
+)
+def test_bad_input_gets_one_clear_line_and_exit_code_2(capsys, argv, message):
+    assert message in one_error_line(capsys, argv)
+
+
+def test_existing_export_target_is_not_overwritten(capsys, trained_cnn, tmp_path):
+    target = tmp_path / "v1"
+    target.mkdir()
+    (target / "keep").write_text("x")
+    line = one_error_line(capsys, ["export", str(trained_cnn), "--out", str(target)])
+    assert "already exists; pass --force" in line
+    assert [p.name for p in target.iterdir()] == ["keep"]
+
+
+def test_run_dir_holding_another_model_is_refused(capsys, tmp_path):
+    write_json(tmp_path / "config.json", {"family": "gru_lm", "dataset": "shakespeare"})
+    line = one_error_line(capsys, ["train", "cnn", "--epochs", "1", "--run-dir", str(tmp_path)])
+    assert "holds a 'gru_lm' run, not 'cnn'" in line
+    assert [p.name for p in tmp_path.iterdir()] == ["config.json"]
+
+
+def test_corrupted_cached_archive_is_reported_in_one_line(tmp_path):
+    from bigmodel_tf.data.archives import fetch
+
+    cache = tmp_path / "cache"
+    (cache / "archives").mkdir(parents=True)
+    cached = cache / "archives" / Mnist5k.ARCHIVE.filename
+    shutil.copy(fetch(Mnist5k.ARCHIVE), cached)
+    with open(cached, "r+b") as f:
+        f.write(b"not a zip")
+    result = run_cli(
+        "train", "cnn", "--epochs", "1", "--run-dir", tmp_path / "run",
+        env={"BIGMODEL_TF_CACHE": str(cache), "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )  # fmt: skip
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "sha256" in lines[0] and "deleted" in lines[0], result.stderr
+    assert not cached.exists()
