@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from bigmodel_tf.errors import UserError
 from bigmodel_tf.io import read_json, write_json
-from bigmodel_tf.training.trainer import load_run, task_for
+from bigmodel_tf.training.trainer import load_run, load_trained
 
 
 def next_version(root: Path) -> Path:
@@ -65,17 +65,12 @@ def export(run_dir: Path | str, out: Path | str | None = None, *, force: bool = 
         force: bool. Replace `out` if it exists. Defaults to `False`.
     """
     run_dir = Path(run_dir)
-    config = load_run(run_dir)
-    task = task_for(config.family)
-    checkpoint = run_dir / "checkpoints" / "best.keras"
-    if not checkpoint.is_file():
-        raise UserError(f"{run_dir} has no checkpoints/best.keras yet; train it first")
-    out = Path(out) if out else next_version(Path("savedmodels") / config.family)
+    family = load_run(run_dir).family
+    out = Path(out) if out else next_version(Path("savedmodels") / family)
     if out.exists() and not force:  # fail before the slow work
         raise UserError(f"{out} already exists; pass --force to replace it")
 
-    model = keras.saving.load_model(checkpoint, safe_mode=True)
-    spec = task.prepare(config, run_dir)
+    config, task, spec, model = load_trained(run_dir)
     metrics_path = run_dir / "metrics.json"
     with atomic_directory(out, force=force) as staging:
         archive = keras.export.ExportArchive()

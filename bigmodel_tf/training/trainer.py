@@ -332,10 +332,8 @@ def train(
     return {**metrics, "run_dir": str(run_dir)}
 
 
-def evaluate(
-    run_dir: Path | str, split: str = "test", *, verbose: int | str = 0
-) -> dict[str, float]:
-    """`model.evaluate` of a run's best checkpoint on `split` (any TFDS split expression)."""
+def load_trained(run_dir: Path | str) -> tuple[RunConfig, Task, Any, keras.Model]:
+    """A trained run's config, task, data spec and best model (`checkpoints/best.keras`)."""
     run_dir = Path(run_dir)
     config = load_run(run_dir)
     task = task_for(config.family)
@@ -343,8 +341,15 @@ def evaluate(
     if not checkpoint.is_file():
         raise UserError(f"{run_dir} has no checkpoints/best.keras yet; train it first")
     spec = task.prepare(config, run_dir)
+    return config, task, spec, keras.saving.load_model(checkpoint, safe_mode=True)
+
+
+def evaluate(
+    run_dir: Path | str, split: str = "test", *, verbose: int | str = 0
+) -> dict[str, float]:
+    """`model.evaluate` of a run's best checkpoint on `split` (any TFDS split expression)."""
+    config, task, spec, model = load_trained(run_dir)
     batches = evaluation_batches(
         task.examples(config, split, spec), task.batcher(config, spec, config.train.batch_size)
     )
-    model = keras.saving.load_model(checkpoint, safe_mode=True)
     return model.evaluate(batches, return_dict=True, verbose=verbose)
