@@ -189,10 +189,15 @@ def _native_stderr_captured():
 
 
 def _import_tensorflow() -> None:
+    """Imports TensorFlow quietly unless TF_CPP_MIN_LOG_LEVEL=0 asks for its logs."""
     if int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0")) > 0:
         with _native_stderr_captured():
             import keras  # noqa: F401
             import tensorflow  # noqa: F401
+        from absl import logging
+
+        # TFDS and TF log routine notes as absl warnings ("no dataset_info.json", ...).
+        logging.set_verbosity(logging.ERROR)
 
 
 def main(argv: list[str] | None = None) -> int:
