@@ -117,6 +117,8 @@ def set_value(config: RunConfig, key: str, value: Any) -> None:
 
 def _check_bounds(key: str, value: Any, meta: typing.Mapping[str, Any]) -> None:
     values = value if isinstance(value, tuple) else (value,)
+    if not values:
+        raise UserError(f"{key}: needs at least one value")
     for v in values:
         if "choices" in meta and v not in meta["choices"]:
             raise UserError(f"{key}={v!r}: must be one of {', '.join(map(str, meta['choices']))}")

@@ -43,6 +43,7 @@ def test_values_are_parsed_by_field_type():
         ({"train.optimizer": "adagrad"}, "must be one of adam, adamw, sgd"),
         ({"model.augment": "maybe"}, "expected a value of type bool"),
         ({"train.epochs": True}, "expected a value of type int"),
+        ({"model.filters": ""}, "model.filters: needs at least one value"),
     ],
 )
 def test_bad_overrides_name_the_key(overrides, message):
