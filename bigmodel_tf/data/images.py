@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
-from bigmodel_tf.data import load
+from bigmodel_tf.data import builder, load
 from bigmodel_tf.data.pipeline import AUTOTUNE
 from bigmodel_tf.errors import UserError
 
@@ -28,18 +28,21 @@ class ImageSpec:
         return len(self.labels)
 
 
-def image_examples(dataset: str, split: str) -> tuple[tf.data.Dataset, ImageSpec]:
-    """Decoded `(uint8 image, label)` examples of `split`, cached in memory, and their spec."""
-    examples, info = load(dataset, split)
+def image_spec(dataset: str) -> ImageSpec:
+    """Input shape and labels of an image dataset, from its `DatasetInfo` (no examples read)."""
+    info = builder(dataset).info
     shape = tuple(info.features["image"].shape)
     if len(shape) != 3 or None in shape:
         raise UserError(
             f"{dataset}: images must have a fixed (height, width, channels), not {shape}"
         )
-    label = info.features["label"]
-    spec = ImageSpec(input_shape=shape, labels=tuple(label.names))
+    return ImageSpec(input_shape=shape, labels=tuple(info.features["label"].names))
+
+
+def image_examples(dataset: str, split: str) -> tf.data.Dataset:
+    """Decoded `(uint8 image, label)` examples of `split`, cached in memory."""
     # Cache the uint8 pixels (4x smaller than floats); normalise per batch, vectorised.
-    return examples.cache(), spec
+    return load(dataset, split)[0].cache()
 
 
 def image_batcher(batch_size: int):

@@ -13,7 +13,13 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from bigmodel_tf.data.images import ImageSpec, image_batcher, image_examples, normalize_images
+from bigmodel_tf.data.images import (
+    ImageSpec,
+    image_batcher,
+    image_examples,
+    image_spec,
+    normalize_images,
+)
 from bigmodel_tf.data.pipeline import Batcher
 from bigmodel_tf.models import cnn
 from bigmodel_tf.training.config import RunConfig
@@ -83,10 +89,10 @@ class CnnTask(Task):
     }
 
     def prepare(self, config: RunConfig, run_dir: Path) -> ImageSpec:
-        return image_examples(config.dataset, "train")[1]
+        return image_spec(config.dataset)
 
     def examples(self, config: RunConfig, split: str, spec: ImageSpec) -> tf.data.Dataset:
-        return image_examples(config.dataset, split)[0]
+        return image_examples(config.dataset, split)
 
     def batcher(self, config: RunConfig, spec: ImageSpec, batch_size: int) -> Batcher:
         return image_batcher(batch_size)
