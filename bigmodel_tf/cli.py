@@ -6,15 +6,14 @@ Bad input is reported as one line on stderr with exit code 2.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from bigmodel_tf.errors import UserError
+from bigmodel_tf.io import native_stderr_captured
 
 # Before TensorFlow is imported: keep its C++ start-up chatter off stderr.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -76,15 +75,42 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser(
         "export",
-        help="export a run as a SavedModel",
-        description="Write a SavedModel (serving signatures on raw inputs) and metadata.json, "
-        "atomically; an existing version is replaced only with --force.",
+        help="export a run: SavedModel, TFLite (float32/dynamic/float16/int8), verified report",
+        description="Write a SavedModel (serving signatures on raw inputs), TFLite files with "
+        "post-training quantisation, metadata.json, and report.md/report.json measuring every "
+        "variant on the test split (quality, agreement with Keras, size, latency). The version "
+        "folder appears only when everything is written; an existing one is replaced only with "
+        "--force.",
     )
     export.add_argument("run_dir", type=Path)
     export.add_argument(
         "--out", type=Path, help="version folder (default: savedmodels/<model>/<next>)"
     )
+    export.add_argument(
+        "--quantize",
+        default="none,dynamic,float16,int8",
+        metavar="MODES",
+        help="comma-separated TFLite files to write: none (float32), dynamic (int8 weights), "
+        "float16, int8 (full integer); '' for none at all (default: all four)",
+    )
+    export.add_argument(
+        "--calibration-batches",
+        type=int,
+        default=100,
+        metavar="N",
+        help="training batches that calibrate int8 activation ranges (default: 100)",
+    )
     export.add_argument("--force", action="store_true", help="replace --out if it exists")
+
+    verify = commands.add_parser(
+        "verify",
+        help="re-measure an export from its files and compare with its report",
+        description="Load every artefact of an export, check the TFLite files' sha256, run each "
+        "on the test split and compare its quality with report.json and the training run's test "
+        "metric. Exit status 1 if anything differs.",
+    )
+    verify.add_argument("export_dir", type=Path)
+    verify.add_argument("--timing", action="store_true", help="re-measure latency too")
 
     board = commands.add_parser("tensorboard", help="serve a run's TensorBoard logs on 127.0.0.1")
     board.add_argument("run_dir", type=Path)
@@ -127,10 +153,31 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
-    from bigmodel_tf.export import export
+    from bigmodel_tf.export import export, parse_quantize
 
-    out = export(args.run_dir, args.out, force=args.force)
+    out = export(
+        args.run_dir,
+        args.out,
+        force=args.force,
+        quantize=parse_quantize(args.quantize),
+        calibration_batches=args.calibration_batches,
+        log=lambda line: print(line, flush=True),
+    )
     print(f"exported to {out}")
+    print((out / "report.md").read_text(), end="")
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from bigmodel_tf.export import verify
+
+    rows, mismatches = verify(args.export_dir, timing=args.timing)
+    for row in rows:
+        figures = {k: v for k, v in row.items() if k not in ("variant", "file", "bytes")}
+        print(f"{row['variant']:<16} " + json.dumps(figures))
+    for line in mismatches:
+        print(f"MISMATCH {line}")
+    print("all artefacts reproduce their report" if not mismatches else "verification failed")
+    return 1 if mismatches else 0
 
 
 def _tensorboard(args: argparse.Namespace) -> None:
@@ -160,38 +207,16 @@ COMMANDS = {
     "train": _train,
     "evaluate": _evaluate,
     "export": _export,
+    "verify": _verify,
     "tensorboard": _tensorboard,
     "datasets": _datasets,
 }
 
 
-@contextlib.contextmanager
-def _native_stderr_captured():
-    """Holds back what native code writes to fd 2 inside the block; replays it if the block fails.
-
-    TensorFlow's libraries print start-up notes (oneDNN, CUDA) to fd 2 at import, before they
-    honour TF_CPP_MIN_LOG_LEVEL; they would bury our one-line errors.
-    """
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield
-        except BaseException:
-            os.dup2(saved, 2)
-            sink.seek(0)
-            sys.stderr.write(sink.read().decode(errors="replace"))
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-
-
 def _import_tensorflow() -> None:
     """Imports TensorFlow quietly unless TF_CPP_MIN_LOG_LEVEL=0 asks for its logs."""
     if int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0")) > 0:
-        with _native_stderr_captured():
+        with native_stderr_captured():
             import keras  # noqa: F401
             import tensorflow  # noqa: F401
         from absl import logging
@@ -204,11 +229,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _import_tensorflow()
     try:
-        COMMANDS[args.command](args)
+        status = COMMANDS[args.command](args)
     except UserError as e:
         print(f"bigmodel-tf {args.command}: error: {e}", file=sys.stderr)
         return 2
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

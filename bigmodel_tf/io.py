@@ -1,9 +1,11 @@
-"""Small file helpers shared by training and export: nothing is ever half-written."""
+"""Small file and stream helpers: nothing is ever half-written, native chatter stays quiet."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ def write_json(path: Path, obj: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # what open() would give, not mkstemp's 0600
         with os.fdopen(fd, "w") as f:
             json.dump(obj, f, indent=2, sort_keys=True)
             f.write("\n")
@@ -24,6 +27,45 @@ def write_json(path: Path, obj: Any) -> None:
         raise
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def make_readable_dir(path: Path) -> None:
+    """Gives a `tempfile.mkdtemp` folder (0700) the permissions `mkdir` would have."""
+    os.chmod(path, 0o777 & ~_umask())
+
+
 def read_json(path: Path) -> Any:
     with open(path) as f:
         return json.load(f)
+
+
+@contextlib.contextmanager
+def native_stderr_captured(*, replay_on_error: bool = True):
+    """Holds back what native code writes to fd 2 inside the block; replays it if the block fails.
+
+    `replay_on_error=False` drops it even then, for callers that turn the failure into a
+    one-line `UserError` of their own.
+
+    TensorFlow's libraries print start-up notes (oneDNN, CUDA) at import and the TFLite converter
+    prints its passes, to fd 2 and whatever TF_CPP_MIN_LOG_LEVEL says; they would bury our
+    one-line errors and progress lines.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            if replay_on_error:
+                os.dup2(saved, 2)
+                sink.seek(0)
+                sys.stderr.write(sink.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)

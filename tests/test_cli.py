@@ -35,10 +35,15 @@ def test_train_evaluate_export_from_the_command_line(tmp_path):
     assert evaluated.returncode == 0, evaluated.stderr
     assert json.loads(evaluated.stdout)["accuracy"] == pytest.approx(accuracy, abs=1e-4)
 
-    exported = run_cli("export", run_dir, cwd=tmp_path)
+    exported = run_cli("export", run_dir, "--quantize", "int8", cwd=tmp_path)
     assert exported.returncode == 0, exported.stderr
     assert "exported to savedmodels/cnn/1" in exported.stdout
+    assert "| tflite int8 | model_int8.tflite |" in exported.stdout  # the report is printed
     assert (tmp_path / "savedmodels/cnn/1/saved_model/saved_model.pb").is_file()
+
+    verified = run_cli("verify", "savedmodels/cnn/1", cwd=tmp_path)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "all artefacts reproduce their report" in verified.stdout
 
 
 def test_datasets_lists_splits_and_sizes():
@@ -93,6 +98,10 @@ def one_error_line(capsys, argv) -> str:
         (["train", "cnn", "--epochs", "0"], "train.epochs=0: must be >= 1"),
         (["train", "cnn", "--epochs", "-3"], "train.epochs=-3: must be >= 1"),
         (["evaluate", "/nonexistent/run"], "is not a run directory"),
+        (["export", "/nonexistent/run", "--quantize", "int4"], "unknown quantization int4"),
+        (["export", "/nonexistent/run", "--calibration-batches", "0"], "must be >= 1, got 0"),
+        (["export", "/nonexistent/run"], "is not a run directory"),
+        (["verify", "/nonexistent/export"], "is not an export"),
     ],
 )
 def test_bad_input_gets_one_clear_line_and_exit_code_2(capsys, argv, message):

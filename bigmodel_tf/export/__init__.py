@@ -1,28 +1,58 @@
-"""Export a trained run: SavedModel with serving signatures on raw inputs, plus metadata.
+"""Export a trained run: SavedModel, TFLite in four precisions, metadata and a verified report.
 
-    >>> from bigmodel_tf.export import export
-    >>> export("runs/cnn/mnist5k-default-1a2b3c4d")      # → savedmodels/cnn/<next version>/
+    >>> from bigmodel_tf.export import export, verify
+    >>> out = export("runs/cnn/mnist5k-default-1a2b3c4d")   # → savedmodels/cnn/<next version>/
+    >>> verify(out)                                          # re-measures the files alone
 
 Layout of an export (TF Serving's `<model>/<version>/`):
 
-    saved_model/    serving signatures (`serving_default` takes uint8 images for the CNN)
-    metadata.json   input/output specs, labels, the run's config and test metrics, versions
+    saved_model/           serving signatures on raw inputs (uint8 images for the CNN)
+    model_float32.tflite   the family's TFLite endpoint, unquantised
+    model_dynamic.tflite   int8 weights, float activations (dynamic range)
+    model_float16.tflite   float16 weights
+    model_int8.tflite      full integer, calibrated on batches of the training split
+    metadata.json          input/output specs, labels, the run's config and test metrics,
+                           versions, and each file's size and sha256
+    report.json, report.md every variant on the test split: quality, agreement with Keras,
+                           size and latency, measured in one run, and the targets
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import platform
 import shutil
 import tempfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from importlib import metadata as package_metadata
 from pathlib import Path
+from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from bigmodel_tf.errors import UserError
-from bigmodel_tf.io import read_json, write_json
-from bigmodel_tf.training.trainer import load_run, load_trained
+from bigmodel_tf.export.report import (
+    LATENCY_BATCH,
+    Runner,
+    Variant,
+    check_targets,
+    measure,
+    render_markdown,
+)
+from bigmodel_tf.export.tflite import QUANTIZATIONS, TfliteModel, convert
+from bigmodel_tf.io import make_readable_dir, read_json, write_json
+from bigmodel_tf.training.tasks import Task
+from bigmodel_tf.training.trainer import config_from_dict, load_run, load_trained, task_for
+
+# The issue asks for int8 calibration on at least 100 batches of the training pipeline.
+CALIBRATION_BATCHES = 100
+# Test-split batch size for measuring quality (latency uses 1 and LATENCY_BATCH).
+EVALUATION_BATCH = 256
 
 
 def next_version(root: Path) -> Path:
@@ -43,6 +73,7 @@ def atomic_directory(target: Path, *, force: bool = False):
         raise UserError(f"{target} already exists; pass --force to replace it")
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
+    make_readable_dir(staging)  # a served model is read by other users (TF Serving)
     try:
         yield staging
         if target.exists():
@@ -56,14 +87,41 @@ def atomic_directory(target: Path, *, force: bool = False):
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def export(run_dir: Path | str, out: Path | str | None = None, *, force: bool = False) -> Path:
-    """Exports a run's best checkpoint; returns the version folder written.
+def parse_quantize(text: str) -> tuple[str, ...]:
+    """`"none,int8"` → `("none", "int8")`; an empty string means no TFLite files."""
+    modes = tuple(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))
+    unknown = [m for m in modes if m not in QUANTIZATIONS]
+    if unknown:
+        raise UserError(
+            f"unknown quantization {', '.join(unknown)}; choose from {', '.join(QUANTIZATIONS)}"
+        )
+    return modes
+
+
+def export(
+    run_dir: Path | str,
+    out: Path | str | None = None,
+    *,
+    force: bool = False,
+    quantize: Sequence[str] = tuple(QUANTIZATIONS),
+    calibration_batches: int = CALIBRATION_BATCHES,
+    log: Callable[[str], None] = lambda message: None,
+) -> Path:
+    """Exports a run's best checkpoint with every artefact and its report; returns the folder.
 
     Args:
         run_dir: path. A finished training run.
         out: path. The version folder; defaults to `savedmodels/<family>/<next version>`.
         force: bool. Replace `out` if it exists. Defaults to `False`.
+        quantize: sequence of str. TFLite files to write, from `"none"` (float32), `"dynamic"`,
+            `"float16"`, `"int8"`. Defaults to all four.
+        calibration_batches: int. Training batches the int8 ranges are measured on.
+            Defaults to 100.
+        log: callable. Receives one progress line per stage. Defaults to silence.
     """
+    quantize = parse_quantize(",".join(quantize))
+    if calibration_batches < 1:
+        raise UserError(f"calibration batches must be >= 1, got {calibration_batches}")
     run_dir = Path(run_dir)
     family = load_run(run_dir).family
     out = Path(out) if out else next_version(Path("savedmodels") / family)
@@ -71,13 +129,53 @@ def export(run_dir: Path | str, out: Path | str | None = None, *, force: bool = 
         raise UserError(f"{out} already exists; pass --force to replace it")
 
     config, task, spec, model = load_trained(run_dir)
+    endpoints = task.serving_endpoints(model, spec)
     metrics_path = run_dir / "metrics.json"
     with atomic_directory(out, force=force) as staging:
+        log(f"writing {out / 'saved_model'}")
         archive = keras.export.ExportArchive()
         archive.track(model)
-        for name, (function, signature) in task.serving_endpoints(model, spec).items():
+        for name, (function, signature) in endpoints.items():
             archive.add_endpoint(name, tf.function(function), input_signature=signature)
         archive.write_out(str(staging / "saved_model"), verbose=False)
+
+        def calibration() -> Iterable[dict[str, np.ndarray]]:
+            batches = task.raw_batches(config, spec, "train", config.train.batch_size)
+            for inputs, _ in batches.repeat().take(calibration_batches).as_numpy_iterator():
+                yield inputs
+
+        for mode in quantize:
+            start = time.perf_counter()
+            data = convert(staging / "saved_model", task.tflite_endpoint, mode, calibration)
+            (staging / QUANTIZATIONS[mode]).write_bytes(data)
+            log(
+                f"wrote {QUANTIZATIONS[mode]} ({len(data) / 1e6:.2f} MB, "
+                f"{time.perf_counter() - start:.1f} s)"
+            )
+
+        log("measuring every variant on the test split (quality, agreement, latency)")
+        keras_function, _ = endpoints[task.tflite_endpoint]
+        checkpoint = run_dir / "checkpoints" / "best.keras"
+        keras_variant = Variant(
+            "keras", str(checkpoint), checkpoint.stat().st_size, _tensor_runner(keras_function)
+        )
+        rows, test_examples = _measure(
+            task, config, spec, [keras_variant, *_artefacts(staging, task)], timing=True
+        )
+        report = {
+            "family": family,
+            "run_dir": str(run_dir),
+            "metric": task.quality_metric,
+            "test_examples": test_examples,
+            "threads": os.cpu_count(),
+            "machine": f"{os.cpu_count()} CPUs, {platform.machine()}",
+            "rows": rows,
+            "targets": check_targets(
+                rows, task.quality_metric, task.quality_higher_is_better, task.int8_budget
+            ),
+        }
+        write_json(staging / "report.json", report)
+        (staging / "report.md").write_text(render_markdown(report))
         write_json(
             staging / "metadata.json",
             {
@@ -85,10 +183,129 @@ def export(run_dir: Path | str, out: Path | str | None = None, *, force: bool = 
                 "family": config.family,
                 "config": config.to_dict(),
                 "metrics": read_json(metrics_path) if metrics_path.is_file() else None,
-                "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
+                "tflite": {
+                    "signature": task.tflite_endpoint,
+                    "calibration_batches": calibration_batches if "int8" in quantize else None,
+                    "files": {
+                        QUANTIZATIONS[mode]: _file_record(staging / QUANTIZATIONS[mode])
+                        for mode in quantize
+                    },
+                },
+                "versions": _versions(),
             },
         )
     return out
 
 
-__all__ = ["atomic_directory", "export", "next_version"]
+def verify(export_dir: Path | str, *, timing: bool = False) -> tuple[list[dict], list[str]]:
+    """Re-measures an export from its files alone; returns `(rows, mismatches)`.
+
+    Mismatches: a file whose sha256 differs from `metadata.json`, a variant whose quality differs
+    from `report.json`, or a SavedModel whose quality differs from the training run's test metric.
+    A truncated or corrupted `.tflite` raises `UserError`.
+
+    Args:
+        export_dir: path. A folder written by `export`.
+        timing: bool. Also re-measure latency. Defaults to `False`.
+    """
+    export_dir = Path(export_dir)
+    if not (export_dir / "metadata.json").is_file():
+        raise UserError(f"{export_dir} is not an export (no metadata.json)")
+    metadata = read_json(export_dir / "metadata.json")
+    report = read_json(export_dir / "report.json")
+    config = config_from_dict(metadata["config"])
+    task = task_for(config.family)
+    spec = task.spec_from_metadata(metadata)
+
+    mismatches = []
+    for name, record in metadata["tflite"]["files"].items():
+        if not (export_dir / name).is_file():
+            mismatches.append(f"{name}: missing")
+        elif _file_record(export_dir / name)["sha256"] != record["sha256"]:
+            mismatches.append(f"{name}: sha256 differs from metadata.json (modified or corrupted)")
+    rows, _ = _measure(task, config, spec, _artefacts(export_dir, task), timing=timing)
+    recorded = {row["variant"]: row for row in report["rows"]}
+    metric = task.quality_metric
+    # Quality is computed in float64 from deterministic kernels; only summation order may move it.
+    tolerance = 1e-6
+    for row in rows:
+        expected = recorded[row["variant"]][metric]
+        if abs(row[metric] - expected) > tolerance:
+            mismatches.append(
+                f"{row['variant']}: {metric} {row[metric]:.6f}, recorded {expected:.6f}"
+            )
+    trained = (metadata.get("metrics") or {}).get("test", {}).get(metric)
+    if trained is not None and abs(rows[0][metric] - trained) > tolerance:
+        mismatches.append(
+            f"saved_model: {metric} {rows[0][metric]:.6f}, training run measured {trained:.6f}"
+        )
+    return rows, mismatches
+
+
+def _measure(
+    task: Task, config: Any, spec: Any, variants: list[Variant], *, timing: bool
+) -> tuple[list[dict], int]:
+    batches = list(task.raw_batches(config, spec, "test", EVALUATION_BATCH).as_numpy_iterator())
+    rows = measure(
+        variants,
+        lambda run: task.predict(run, batches),
+        task.quality,
+        latency_inputs=_first_examples(batches, LATENCY_BATCH),
+        timing=timing,
+    )
+    return rows, sum(len(targets) for _, targets in batches)
+
+
+def _first_examples(batches: list, count: int) -> dict[str, np.ndarray]:
+    inputs = [batch_inputs for batch_inputs, _ in batches]
+    return {name: np.concatenate([b[name] for b in inputs])[:count] for name in inputs[0]}
+
+
+def _artefacts(export_dir: Path, task: Task) -> list[Variant]:
+    """The SavedModel and every `.tflite` file present in `export_dir`, as runnable variants."""
+    saved_model_dir = export_dir / "saved_model"
+    loaded = tf.saved_model.load(str(saved_model_dir))
+
+    def serve(**inputs: tf.Tensor) -> dict[str, tf.Tensor]:
+        return loaded.signatures[task.tflite_endpoint](**inputs)
+
+    size = sum(p.stat().st_size for p in saved_model_dir.rglob("*") if p.is_file())
+    variants = [Variant("saved_model", "saved_model/", size, _tensor_runner(serve))]
+    for mode, filename in QUANTIZATIONS.items():
+        path = export_dir / filename
+        if path.exists():
+            name = "tflite " + ("float32" if mode == "none" else mode)
+            variants.append(Variant(name, filename, path.stat().st_size, TfliteModel(path)))
+    return variants
+
+
+def _tensor_runner(function: Callable[..., dict[str, tf.Tensor]]) -> Runner:
+    """A TF function of named tensors as a `Runner` of numpy arrays."""
+
+    def run(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outputs = function(**{name: tf.constant(value) for name, value in inputs.items()})
+        return {name: value.numpy() for name, value in outputs.items()}
+
+    return run
+
+
+def _file_record(path: Path) -> dict[str, Any]:
+    return {"bytes": path.stat().st_size, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+
+
+def _versions() -> dict[str, str]:
+    return {
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "ai-edge-litert": package_metadata.version("ai-edge-litert"),
+    }
+
+
+__all__ = [
+    "QUANTIZATIONS",
+    "atomic_directory",
+    "export",
+    "next_version",
+    "parse_quantize",
+    "verify",
+]

@@ -7,10 +7,12 @@ and an entry in `TASKS`, and nothing in the core changes.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from bigmodel_tf.data.images import (
@@ -39,6 +41,12 @@ class Task(abc.ABC):
     # an early checkpoint (test 0.985) over a later one (test 0.989).
     monitor: str = "val_loss"
     monitor_mode: str = "min"
+    # Export: the endpoint that is also converted to TFLite, and the export report's quality
+    # metric (a key of `quality()`), its direction and how much full-int8 quantisation may cost.
+    tflite_endpoint: str = "serve"
+    quality_metric: str
+    quality_higher_is_better: bool = True
+    int8_budget: float
 
     @abc.abstractmethod
     def prepare(self, config: RunConfig, run_dir: Path) -> Any:
@@ -72,12 +80,37 @@ class Task(abc.ABC):
     def metadata(self, spec: Any) -> dict[str, Any]:
         """What an exported model's users need to know (labels, input specs), as JSON."""
 
+    @abc.abstractmethod
+    def spec_from_metadata(self, metadata: dict[str, Any]) -> Any:
+        """The spec back from an export's `metadata.json` (an export needs no run directory)."""
+
+    @abc.abstractmethod
+    def raw_batches(
+        self, config: RunConfig, spec: Any, split: str, batch_size: int
+    ) -> tf.data.Dataset:
+        """`(inputs, targets)` batches as `tflite_endpoint` takes them: raw inputs by name."""
+
+    @abc.abstractmethod
+    def predict(
+        self,
+        run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]],
+        batches: list[tuple[dict[str, np.ndarray], np.ndarray]],
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Runs an exported `tflite_endpoint` over `batches` → `(outputs, targets)`, where
+        `outputs` is what variants are compared on (probabilities, logits), one row a target."""
+
+    @abc.abstractmethod
+    def quality(self, outputs: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+        """The family's quality metrics of `predict`'s outputs."""
+
 
 class CnnTask(Task):
     family = "cnn"
     config_class = cnn.CnnConfig
     presets = cnn.PRESETS
     default_dataset = "mnist5k"
+    quality_metric = "accuracy"
+    int8_budget = 0.005  # the issue's limit: half a point of accuracy
     # Measured on mnist5k (README): 30 epochs of AdamW with cosine decay reach >= 0.985.
     train_defaults = {
         "epochs": 30,
@@ -116,6 +149,28 @@ class CnnTask(Task):
             "outputs": {"probabilities": {"dtype": "float32", "shape": [None, spec.num_classes]}},
             "labels": list(spec.labels),
         }
+
+    def spec_from_metadata(self, metadata: dict[str, Any]) -> ImageSpec:
+        return ImageSpec(
+            input_shape=tuple(metadata["inputs"]["images"]["shape"][1:]),
+            labels=tuple(metadata["labels"]),
+        )
+
+    def raw_batches(
+        self, config: RunConfig, spec: ImageSpec, split: str, batch_size: int
+    ) -> tf.data.Dataset:
+        return (
+            image_examples(config.dataset, split)
+            .batch(batch_size)
+            .map(lambda images, labels: ({"images": images}, labels))
+        )
+
+    def predict(self, run, batches) -> tuple[np.ndarray, np.ndarray]:
+        outputs = [run(inputs)["probabilities"] for inputs, _ in batches]
+        return np.concatenate(outputs), np.concatenate([labels for _, labels in batches])
+
+    def quality(self, outputs: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+        return {"accuracy": float(np.mean(outputs.argmax(-1) == targets))}
 
 
 TASKS: dict[str, Task] = {task.family: task for task in (CnnTask(),)}

@@ -1,0 +1,147 @@
+"""Measure every exported variant on the test split, in one run: quality, agreement, size, latency.
+
+Every variant is run through the same `Runner` interface (numpy inputs by signature name →
+numpy outputs by name) on the same batches, so the numbers in one report compare like with like.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+Runner = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
+
+# Timed calls per latency figure (after warm-up calls that build kernels and caches).
+SINGLE_REPEATS, BATCH_REPEATS, WARMUP = 100, 20, 5
+LATENCY_BATCH = 32
+
+# The issue's targets for the quantised files, against the float32 TFLite file.
+INT8_SIZE_RATIO, FLOAT16_SIZE_RATIO, INT8_LATENCY_RATIO = 0.30, 0.55, 0.6
+
+
+@dataclass
+class Variant:
+    """One artefact to measure: a name, its file (if any) and size, and how to run it."""
+
+    name: str
+    file: str | None
+    bytes: int
+    run: Runner
+
+
+def median_latency_ms(run: Runner, inputs: dict[str, np.ndarray], repeats: int) -> float:
+    """Median wall time of `run(inputs)` in milliseconds, after `WARMUP` untimed calls."""
+    for _ in range(WARMUP):
+        run(inputs)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run(inputs)
+        times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times)
+
+
+def measure(
+    variants: list[Variant],
+    predict: Callable[[Runner], tuple[np.ndarray, np.ndarray]],
+    quality: Callable[[np.ndarray, np.ndarray], dict[str, float]],
+    latency_inputs: dict[str, np.ndarray],
+    *,
+    timing: bool = True,
+) -> list[dict[str, Any]]:
+    """One report row per variant; agreement is measured against the first variant.
+
+    Args:
+        variants: list. The first one is the reference (the Keras model at export time).
+        predict: callable. Runs a variant over the test split → `(outputs, targets)`.
+        quality: callable. `(outputs, targets)` → the family's metrics.
+        latency_inputs: dict. A batch of raw inputs; its first example and first
+            `LATENCY_BATCH` examples are timed.
+        timing: bool. Measure latency. Defaults to `True`.
+    """
+    rows, reference = [], None
+    single = {name: value[:1] for name, value in latency_inputs.items()}
+    batch = {name: value[:LATENCY_BATCH] for name, value in latency_inputs.items()}
+    for variant in variants:
+        outputs, targets = predict(variant.run)
+        if reference is None:
+            reference = outputs
+        row = {
+            "variant": variant.name,
+            "file": variant.file,
+            "bytes": variant.bytes,
+            **quality(outputs, targets),
+            # The same top-1 decision (class, next token) as the reference, and the worst
+            # elementwise difference of the compared output (probabilities or logits).
+            "top1_agreement": float(np.mean(outputs.argmax(-1) == reference.argmax(-1))),
+            "max_abs_diff": float(np.max(np.abs(outputs.astype(np.float64) - reference))),
+        }
+        if timing:
+            row["latency_ms"] = {
+                "1": median_latency_ms(variant.run, single, SINGLE_REPEATS),
+                str(LATENCY_BATCH): median_latency_ms(variant.run, batch, BATCH_REPEATS),
+            }
+        rows.append(row)
+    return rows
+
+
+def check_targets(
+    rows: list[dict[str, Any]], metric: str, higher_is_better: bool, int8_budget: float
+) -> list[dict[str, Any]]:
+    """The issue's size, quality and latency targets, each with its measured value and verdict."""
+    by_name = {row["variant"]: row for row in rows}
+    reference, base = rows[0], by_name.get("tflite float32")
+    checks = []
+
+    def add(name: str, value: float, limit: float) -> None:
+        checks.append({"target": name, "value": value, "limit": limit, "met": value <= limit})
+
+    if base and "tflite float16" in by_name:
+        add("float16 size / float32 size", by_name["tflite float16"]["bytes"] / base["bytes"],
+            FLOAT16_SIZE_RATIO)  # fmt: skip
+    if base and "tflite int8" in by_name:
+        int8 = by_name["tflite int8"]
+        add("int8 size / float32 size", int8["bytes"] / base["bytes"], INT8_SIZE_RATIO)
+        if "latency_ms" in int8:
+            add("int8 latency / float32 latency (1 example)",
+                int8["latency_ms"]["1"] / base["latency_ms"]["1"], INT8_LATENCY_RATIO)  # fmt: skip
+    if "tflite int8" in by_name:
+        change = by_name["tflite int8"][metric] - reference[metric]
+        # `+ 0.0` turns a -0.0 (no loss) into 0.0 for the report.
+        add(f"{metric} lost by int8", (-change if higher_is_better else change) + 0.0, int8_budget)
+    return checks
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """report.json as a human-readable table with the targets below it."""
+    metric = report["metric"]
+    lines = [
+        f"# Export report: {report['family']} ({report['run_dir']})",
+        "",
+        f"Test split: {report['test_examples']:,} examples. Latency: median wall time in one "
+        f"process, {report['threads']} threads, {report['machine']}.",
+        "",
+        f"| variant | file | size | {metric} | top-1 agreement | max abs diff "
+        f"| latency 1 (ms) | latency {LATENCY_BATCH} (ms) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in report["rows"]:
+        latency = row.get("latency_ms", {})
+        lines.append(
+            f"| {row['variant']} | {row['file'] or ''} | {row['bytes'] / 1e6:.2f} MB "
+            f"| {row[metric]:.4f} | {row['top1_agreement']:.4f} | {row['max_abs_diff']:.2e} "
+            f"| {latency.get('1', float('nan')):.3f} "
+            f"| {latency.get(str(LATENCY_BATCH), float('nan')):.3f} |"
+        )
+    lines += ["", "Agreement and differences are against the first row.", "", "## Targets", ""]
+    for check in report["targets"]:
+        verdict = "met" if check["met"] else "**missed**"
+        lines.append(
+            f"- {check['target']}: {check['value']:.4f} (limit {check['limit']}) — {verdict}"
+        )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,50 @@
+import numpy as np
+
+from bigmodel_tf.export.report import Variant, check_targets, measure
+
+
+def row(variant, size, quality, latency, metric="accuracy"):
+    return {"variant": variant, "bytes": size, metric: quality, "latency_ms": {"1": latency}}
+
+
+def test_targets_are_judged_against_the_float32_file():
+    rows = [
+        row("keras", 0, 0.990, 9.0),
+        row("tflite float32", 1000, 0.990, 1.0),
+        row("tflite float16", 600, 0.990, 1.0),
+        row("tflite int8", 250, 0.980, 0.7),
+    ]
+    checks = {c["target"]: c for c in check_targets(rows, "accuracy", True, 0.005)}
+    assert checks["int8 size / float32 size"]["value"] == 0.25
+    assert checks["int8 size / float32 size"]["met"]
+    assert not checks["float16 size / float32 size"]["met"]  # 0.60 > 0.55
+    assert not checks["int8 latency / float32 latency (1 example)"]["met"]  # 0.7 > 0.6
+    lost = checks["accuracy lost by int8"]
+    assert abs(lost["value"] - 0.01) < 1e-12 and not lost["met"]
+
+
+def test_a_loss_metric_counts_an_increase_as_lost():
+    rows = [row("keras", 0, 1.50, 1.0, "loss"), row("tflite int8", 1, 1.53, 1.0, "loss")]
+    (check,) = check_targets(rows, "loss", False, 0.05)
+    assert abs(check["value"] - 0.03) < 1e-12 and check["met"]
+
+
+def test_agreement_and_difference_are_against_the_first_variant():
+    targets = np.array([0, 1, 1])
+    reference = np.array([[0.9, 0.1], [0.2, 0.8], [0.4, 0.6]])
+    flipped = np.array([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3]])
+
+    def variant(name, outputs):
+        return Variant(name, None, 0, lambda inputs: outputs)
+
+    rows = measure(
+        [variant("keras", reference), variant("int8", flipped)],
+        predict=lambda run: (run({}), targets),
+        quality=lambda outputs, t: {"accuracy": float(np.mean(outputs.argmax(-1) == t))},
+        latency_inputs={},
+        timing=False,
+    )
+    assert rows[0]["top1_agreement"] == 1.0 and rows[0]["max_abs_diff"] == 0.0
+    assert rows[1]["top1_agreement"] == 2 / 3
+    assert abs(rows[1]["max_abs_diff"] - 0.3) < 1e-12
+    assert rows[1]["accuracy"] == 2 / 3
