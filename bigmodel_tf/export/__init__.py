@@ -133,11 +133,7 @@ def export(
     metrics_path = run_dir / "metrics.json"
     with atomic_directory(out, force=force) as staging:
         log(f"writing {out / 'saved_model'}")
-        archive = keras.export.ExportArchive()
-        archive.track(model)
-        for name, (function, signature) in endpoints.items():
-            archive.add_endpoint(name, tf.function(function), input_signature=signature)
-        archive.write_out(str(staging / "saved_model"), verbose=False)
+        _write_saved_model(model, endpoints, staging / "saved_model")
 
         def calibration() -> Iterable[dict[str, np.ndarray]]:
             batches = task.raw_batches(config, spec, "train", config.train.batch_size)
@@ -153,15 +149,13 @@ def export(
                 f"{time.perf_counter() - start:.1f} s)"
             )
 
-        log("measuring every variant on the test split (quality, agreement, latency)")
-        keras_function, _ = endpoints[task.tflite_endpoint]
-        checkpoint = run_dir / "checkpoints" / "best.keras"
-        keras_variant = Variant(
-            "keras", str(checkpoint), checkpoint.stat().st_size, _tensor_runner(keras_function)
-        )
-        rows, test_examples = _measure(
-            task, config, spec, [keras_variant, *_artefacts(staging, task)], timing=True
-        )
+        variants = [_keras_variant(run_dir, task, spec, model), *_artefacts(staging, task)]
+        with tempfile.TemporaryDirectory() as scratch:
+            if config.train.distill_from:
+                log(f"converting the teacher ({config.train.distill_from}) for comparison")
+                variants += _teacher_variants(Path(config.train.distill_from), Path(scratch))
+            log("measuring every variant on the test split (quality, agreement, latency)")
+            rows, test_examples = _measure(task, config, spec, variants, timing=True)
         report = {
             "family": family,
             "run_dir": str(run_dir),
@@ -240,6 +234,35 @@ def verify(export_dir: Path | str, *, timing: bool = False) -> tuple[list[dict],
             f"saved_model: {metric} {rows[0][metric]:.6f}, training run measured {trained:.6f}"
         )
     return rows, mismatches
+
+
+def _write_saved_model(model: keras.Model, endpoints: dict, path: Path) -> None:
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    for name, (function, signature) in endpoints.items():
+        archive.add_endpoint(name, tf.function(function), input_signature=signature)
+    archive.write_out(str(path), verbose=False)
+
+
+def _keras_variant(
+    run_dir: Path, task: Task, spec: Any, model: keras.Model, name: str = "keras"
+) -> Variant:
+    """The Keras model itself, eager, through the task's TFLite endpoint (raw inputs)."""
+    function, _ = task.serving_endpoints(model, spec)[task.tflite_endpoint]
+    checkpoint = run_dir / "checkpoints" / "best.keras"
+    return Variant(name, str(checkpoint), checkpoint.stat().st_size, _tensor_runner(function))
+
+
+def _teacher_variants(teacher_dir: Path, scratch: Path) -> list[Variant]:
+    """A distilled run's teacher as Keras and float32 TFLite rows, to compare the student with."""
+    _, task, spec, teacher = load_trained(teacher_dir)
+    _write_saved_model(teacher, task.serving_endpoints(teacher, spec), scratch / "saved_model")
+    path = scratch / "teacher_float32.tflite"
+    path.write_bytes(convert(scratch / "saved_model", task.tflite_endpoint, "none"))
+    return [
+        _keras_variant(teacher_dir, task, spec, teacher, name="teacher keras"),
+        Variant("teacher tflite float32", str(teacher_dir), path.stat().st_size, TfliteModel(path)),
+    ]
 
 
 def _measure(

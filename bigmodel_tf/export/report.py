@@ -22,6 +22,8 @@ LATENCY_BATCH = 32
 
 # The targets for the quantised files, against the float32 TFLite file.
 INT8_SIZE_RATIO, FLOAT16_SIZE_RATIO, INT8_LATENCY_RATIO = 0.30, 0.55, 0.6
+# A distilled student must be at least 4x smaller than its teacher.
+STUDENT_SIZE_RATIO = 0.25
 
 
 @dataclass
@@ -101,15 +103,19 @@ def check_targets(
     def add(name: str, value: float, limit: float) -> None:
         checks.append({"target": name, "value": value, "limit": limit, "met": value <= limit})
 
+    def size_ratio(name: str) -> float:
+        return by_name[name]["bytes"] / base["bytes"]
+
     if base and "tflite float16" in by_name:
-        add("float16 size / float32 size", by_name["tflite float16"]["bytes"] / base["bytes"],
-            FLOAT16_SIZE_RATIO)  # fmt: skip
+        add("float16 size / float32 size", size_ratio("tflite float16"), FLOAT16_SIZE_RATIO)
     if base and "tflite int8" in by_name:
-        int8 = by_name["tflite int8"]
-        add("int8 size / float32 size", int8["bytes"] / base["bytes"], INT8_SIZE_RATIO)
-        if "latency_ms" in int8:
-            add("int8 latency / float32 latency (1 example)",
-                int8["latency_ms"]["1"] / base["latency_ms"]["1"], INT8_LATENCY_RATIO)  # fmt: skip
+        add("int8 size / float32 size", size_ratio("tflite int8"), INT8_SIZE_RATIO)
+        if "latency_ms" in base:
+            latency = by_name["tflite int8"]["latency_ms"]["1"] / base["latency_ms"]["1"]
+            add("int8 latency / float32 latency (1 example)", latency, INT8_LATENCY_RATIO)
+    if base and "teacher tflite float32" in by_name:  # distillation: at least 4x smaller
+        student = 1 / size_ratio("teacher tflite float32")
+        add("student size / teacher size (float32 TFLite)", student, STUDENT_SIZE_RATIO)
     if "tflite int8" in by_name:
         change = by_name["tflite int8"][metric] - reference[metric]
         # `+ 0.0` turns a -0.0 (no loss) into 0.0 for the report.

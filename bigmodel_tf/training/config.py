@@ -40,6 +40,13 @@ class TrainConfig:
     strategy: str = option("auto", choices=("auto", "default", "mirrored", "multiworker"))
     # XLA speeds up the GRU ~1.7x on this CPU but slows the CNN ~2x: each family sets its own.
     jit_compile: bool = option(False)
+    # Knowledge distillation: a finished run of the same family and dataset to learn from
+    # ("" trains on the labels alone). See training/distill.py.
+    distill_from: str = option("")
+    # Weight of the true labels against the teacher's soft targets (Hinton et al. use a small one).
+    distill_alpha: float = option(0.1, min=0.0, max=1.0)
+    # Softens both distributions so the teacher's ranking of the wrong classes carries signal.
+    distill_temperature: float = option(4.0, min=0.01, max=100.0)
 
 
 @dataclass

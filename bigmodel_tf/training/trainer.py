@@ -30,6 +30,7 @@ from bigmodel_tf.data.pipeline import evaluation_batches, num_batches, training_
 from bigmodel_tf.errors import UserError
 from bigmodel_tf.io import read_json, write_json
 from bigmodel_tf.training.config import RunConfig, TrainConfig, set_value
+from bigmodel_tf.training.distill import Distiller, student_of
 from bigmodel_tf.training.strategy import resolve_strategy
 from bigmodel_tf.training.tasks import TASKS, Task
 
@@ -248,7 +249,8 @@ def train(
             f"{strategy.num_replicas_in_sync} replicas"
         )
 
-    # Data first: a bad dataset or archive fails before anything is written to the run directory.
+    # Teacher and data first: a bad one fails before anything is written to the run directory.
+    teacher_dir = _teacher_dir(config)
     spec = task.prepare(config, run_dir)
     batcher = task.batcher(config, spec, train_cfg.batch_size)
     train_examples = task.examples(config, "train", spec)
@@ -258,6 +260,13 @@ def train(
 
     with strategy.scope():
         model = task.build_model(config, spec)
+        if teacher_dir:
+            model = Distiller(
+                model,
+                _load_best(teacher_dir, task, load_run(teacher_dir)),
+                alpha=train_cfg.distill_alpha,
+                temperature=train_cfg.distill_temperature,
+            )
         model.compile(
             optimizer=_optimizer(train_cfg, steps_per_epoch),
             jit_compile=train_cfg.jit_compile,
@@ -317,7 +326,7 @@ def train(
     seconds = time.perf_counter() - started
     _save_model(model, checkpoints / "last.keras")
 
-    best = keras.saving.load_model(checkpoints / "best.keras", safe_mode=True)
+    best = _load_best(run_dir, task, config)
     test = evaluation_batches(task.examples(config, "test", spec), batcher)
     metrics = {
         "family": config.family,
@@ -326,7 +335,7 @@ def train(
         "test": best.evaluate(test, return_dict=True, verbose=0),
         "epochs_trained_this_invocation": train_cfg.epochs - first_epoch,
         "train_seconds_this_invocation": round(seconds, 2),
-        "parameters": int(model.count_params()),
+        "parameters": int(best.count_params()),
     }
     write_json(run_dir / "metrics.json", metrics)
     return {**metrics, "run_dir": str(run_dir)}
@@ -337,11 +346,40 @@ def load_trained(run_dir: Path | str) -> tuple[RunConfig, Task, Any, keras.Model
     run_dir = Path(run_dir)
     config = load_run(run_dir)
     task = task_for(config.family)
-    checkpoint = run_dir / "checkpoints" / "best.keras"
+    spec = task.prepare(config, run_dir)
+    return config, task, spec, _load_best(run_dir, task, config)
+
+
+def _load_best(run_dir: Path, task: Task, config: RunConfig) -> keras.Model:
+    """A run's best checkpoint (a distilled run's student), compiled with the task's loss.
+
+    Compiled afresh rather than from the checkpoint: a student is evaluated on the labels alone,
+    not on the distillation loss, and evaluation needs no optimizer state.
+    """
+    checkpoint = Path(run_dir) / "checkpoints" / "best.keras"
     if not checkpoint.is_file():
         raise UserError(f"{run_dir} has no checkpoints/best.keras yet; train it first")
-    spec = task.prepare(config, run_dir)
-    return config, task, spec, keras.saving.load_model(checkpoint, safe_mode=True)
+    model = student_of(keras.saving.load_model(checkpoint, safe_mode=True, compile=False))
+    model.compile(**task.compile_args(config))
+    return model
+
+
+def _teacher_dir(config: RunConfig) -> Path | None:
+    """`train.distill_from`, checked: a finished run of the same family and dataset."""
+    if not config.train.distill_from:
+        return None
+    teacher_dir = Path(config.train.distill_from)
+    if not (teacher_dir / "config.json").is_file():
+        raise UserError(f"train.distill_from={teacher_dir} is not a run directory")
+    teacher = load_run(teacher_dir)
+    if (teacher.family, teacher.dataset) != (config.family, config.dataset):
+        raise UserError(
+            f"train.distill_from={teacher_dir} is a {teacher.family} run on {teacher.dataset}, "
+            f"not {config.family} on {config.dataset}"
+        )
+    if not (teacher_dir / "metrics.json").is_file():
+        raise UserError(f"train.distill_from={teacher_dir} has not finished training")
+    return teacher_dir
 
 
 def evaluate(
