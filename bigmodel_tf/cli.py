@@ -20,6 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 FAMILIES = (
     "cnn",
+    "gru-lm",
 )  # kept in step with training.tasks.TASKS by a test; avoids importing TF for --help
 
 
@@ -46,7 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("model", choices=FAMILIES, help="model family")
     train.add_argument("--dataset", help="embedded dataset (see `datasets`) or tfds:NAME")
     train.add_argument(
-        "--preset", default="default", help="named model config (cnn: default, seed)"
+        "--preset",
+        default="default",
+        help="named model config (cnn: default, seed, small; gru-lm: default, seed)",
     )
     train.add_argument("--epochs", type=int, help="shorthand for --set train.epochs=N")
     train.add_argument("--batch-size", type=int, help="global batch size (train.batch_size)")
@@ -111,6 +114,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("export_dir", type=Path)
     verify.add_argument("--timing", action="store_true", help="re-measure latency too")
+
+    generate = commands.add_parser(
+        "generate",
+        help="sample text from a trained gru-lm run",
+        description="Continue --prompt with --length characters sampled from a gru-lm run's "
+        "best checkpoint. Prompt characters outside the vocabulary are read as its OOV token "
+        "(with a warning); the same seed gives the same text.",
+    )
+    generate.add_argument("run_dir", type=Path)
+    generate.add_argument(
+        "--prompt", default="", help="text to continue (default: the start of a line)"
+    )
+    generate.add_argument(
+        "--length", type=int, default=500, help="characters to generate (default: 500)"
+    )
+    generate.add_argument(
+        "--temperature",
+        type=float,
+        default=0.8,
+        help="below 1 is more conservative, above 1 more varied (default: 0.8)",
+    )
+    sampling = generate.add_mutually_exclusive_group()
+    sampling.add_argument("--top-k", type=int, help="sample among the K most likely characters")
+    sampling.add_argument(
+        "--top-p", type=float, help="sample among the most likely characters of mass P"
+    )
+    generate.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
 
     board = commands.add_parser("tensorboard", help="serve a run's TensorBoard logs on 127.0.0.1")
     board.add_argument("run_dir", type=Path)
@@ -180,6 +210,21 @@ def _verify(args: argparse.Namespace) -> int:
     return 1 if mismatches else 0
 
 
+def _generate(args: argparse.Namespace) -> None:
+    from bigmodel_tf.training import generate_text
+
+    text = generate_text(
+        args.run_dir,
+        args.prompt,
+        args.length,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        seed=args.seed,
+    )
+    print(args.prompt + text)
+
+
 def _tensorboard(args: argparse.Namespace) -> None:
     from bigmodel_tf.training import start_tensorboard
 
@@ -208,6 +253,7 @@ COMMANDS = {
     "evaluate": _evaluate,
     "export": _export,
     "verify": _verify,
+    "generate": _generate,
     "tensorboard": _tensorboard,
     "datasets": _datasets,
 }

@@ -9,7 +9,7 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from tests.helpers import TINY_CNN
+from tests.helpers import TINY_CNN, TINY_GRU_LM
 
 
 @pytest.fixture(scope="session")
@@ -19,5 +19,16 @@ def trained_cnn(tmp_path_factory) -> Path:
 
     run_dir = tmp_path_factory.mktemp("runs") / "cnn"
     config = training.make_config("cnn", overrides={**TINY_CNN, "train.epochs": 1})
+    training.train(config, run_dir, verbose=0)
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def trained_gru_lm(tmp_path_factory) -> Path:
+    """A finished 1-epoch tiny GRU language model run on Shakespeare (shared, read-only)."""
+    from bigmodel_tf import training
+
+    run_dir = tmp_path_factory.mktemp("runs") / "gru-lm"
+    config = training.make_config("gru-lm", overrides={**TINY_GRU_LM, "train.epochs": 1})
     training.train(config, run_dir, verbose=0)
     return run_dir

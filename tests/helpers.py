@@ -18,6 +18,18 @@ TINY_CNN = {
     "train.warmup_epochs": 0.0,
 }
 
+# A one-layer, 64-unit GRU that reaches 1.90 nats/char on Shakespeare's validation split in one
+# epoch (measured; a bigram model reaches 2.50, unigram frequencies 3.34, uniform guessing
+# ln 85 = 4.44). XLA trains this small a model in 28 s instead of 42 s.
+TINY_GRU_LM = {
+    "model.embedding_dim": 16,
+    "model.rnn_units": 64,
+    "model.num_layers": 1,
+    "model.dropout": 0.0,
+    "train.learning_rate": 0.01,
+    "train.jit_compile": True,
+}
+
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 600):
     """Runs `bigmodel-tf ARGS` in a subprocess; returns the CompletedProcess (text)."""

@@ -13,6 +13,7 @@ import pytest
 from bigmodel_tf import cli
 from bigmodel_tf.data.builders import Mnist5k
 from bigmodel_tf.io import write_json
+from bigmodel_tf.training import generate_text
 from bigmodel_tf.training.tasks import TASKS
 from tests.helpers import TINY_CNN, cli_args, run_cli
 
@@ -102,10 +103,31 @@ def one_error_line(capsys, argv) -> str:
         (["export", "/nonexistent/run", "--calibration-batches", "0"], "must be >= 1, got 0"),
         (["export", "/nonexistent/run"], "is not a run directory"),
         (["verify", "/nonexistent/export"], "is not an export"),
+        (["generate", "/nonexistent/run"], "is not a run directory"),
+        (["generate", "/nonexistent/run", "--top-k", "40", "--top-p", "0.9"], "not allowed with"),
+        (["generate", "{trained_cnn}"], "is a 'cnn' run; text comes from a 'gru-lm' run"),
+        (["generate", "{trained_gru_lm}", "--length", "0"], "length=0: must be between 1 and"),
+        (["generate", "{trained_gru_lm}", "--length", "1000000"], "length=1000000: must be"),
+        (["generate", "{trained_gru_lm}", "--temperature", "0"], "temperature=0.0: must be > 0"),
+        (["generate", "{trained_gru_lm}", "--top-k", "0"], "top_k=0: must be between 1 and"),
+        (["generate", "{trained_gru_lm}", "--top-p", "1.5"], "top_p=1.5: must be in (0, 1]"),
+        (["generate", "{trained_gru_lm}", "--seed", "-1"], "seed=-1: must be between 0"),
     ],
 )
-def test_bad_input_gets_one_clear_line_and_exit_code_2(capsys, argv, message):
+def test_bad_input_gets_one_clear_line_and_exit_code_2(capsys, request, argv, message):
+    # "{fixture}" stands for a trained run's directory; only the cases that name one train it.
+    argv = [str(request.getfixturevalue(arg[1:-1])) if arg.startswith("{") else arg for arg in argv]
     assert message in one_error_line(capsys, argv)
+
+
+def test_generate_prints_the_prompt_and_its_continuation(trained_gru_lm):
+    args = ["--prompt", "ROMEO: ☃", "--length", "60", "--temperature", "0.9", "--seed", "7"]
+    result = run_cli("generate", trained_gru_lm, *args, "--top-p", "0.9")
+    assert result.returncode == 0, result.stderr
+    (warning,) = result.stderr.strip().splitlines()
+    assert "'☃' are not in the vocabulary" in warning
+    text = generate_text(trained_gru_lm, "ROMEO: ☃", 60, 0.9, top_p=0.9, seed=7)
+    assert result.stdout == "ROMEO: ☃" + text + "\n"  # the same text in another process
 
 
 def test_existing_export_target_is_not_overwritten(capsys, trained_cnn, tmp_path):

@@ -51,8 +51,15 @@ def training_epochs(
 
 
 def evaluation_batches(examples: tf.data.Dataset, batcher: Batcher) -> tf.data.Dataset:
-    """Examples in their stored order, batched, prefetched."""
-    return batcher(examples).prefetch(AUTOTUNE)
+    """Examples in their stored order, batched, prefetched, with their number of batches known.
+
+    The count matters: on fixed-size batches (`drop_remainder=True`) of unknown number, Keras
+    3.15's graph-mode `evaluate` (jit_compile off) updates every metric once more after the
+    last batch, which biases means down by a factor n / (n + 1) (keras-team/keras#23084).
+    """
+    count = num_batches(examples, batcher)
+    batches = batcher(examples).apply(tf.data.experimental.assert_cardinality(count))
+    return batches.prefetch(AUTOTUNE)
 
 
 def num_batches(examples: tf.data.Dataset, batcher: Batcher) -> int:

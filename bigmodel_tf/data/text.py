@@ -6,6 +6,7 @@ so that a resumed run, `evaluate` and `export` all use the ids training used.
 
 >>> spec = char_spec("shakespeare", run_dir, sequence_length=128)
 >>> batches = char_examples("shakespeare", "train", spec).batch(64, drop_remainder=True)
+>>> inputs, targets = char_streams("shakespeare", "test", spec, streams=32, steps=200)
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from bigmodel_tf.data import load
+from bigmodel_tf.errors import UserError
 from bigmodel_tf.io import read_json, write_json
 
 OOV_TOKEN = "[UNK]"
@@ -150,7 +152,10 @@ def ids_to_text(
 
 
 def _texts(dataset: str, split: str) -> tf.data.Dataset:
-    return load(dataset, split, as_supervised=False)[0].map(lambda example: example["text"])
+    texts, info = load(dataset, split, as_supervised=False)
+    if "text" not in info.features:
+        raise UserError(f"{dataset} has no text feature; a language model needs a text dataset")
+    return texts.map(lambda example: example["text"])
 
 
 def char_spec(dataset: str, directory: Path, sequence_length: int) -> CharSpec:
@@ -184,3 +189,36 @@ def char_examples(dataset: str, split: str, spec: CharSpec) -> tf.data.Dataset:
     """
     lookup = char_lookup(spec.vocabulary)
     return lm_examples(_texts(dataset, split), lookup, spec.sequence_length).cache()
+
+
+def char_streams(
+    dataset: str, split: str, spec: CharSpec, streams: int, steps: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Parallel runs of consecutive characters of `split`, for a model that carries its state.
+
+    The split's texts are joined in order and `streams` stretches of `steps + 1` characters are
+    taken at evenly spaced offsets, so a bounded sample still covers the whole split (a stretch
+    may cross from one work into the next). Time-major: row `t` holds every stream's `t`-th
+    character, ready to feed one step at a time.
+
+    Args:
+        dataset: str. A dataset whose examples have a `text` feature.
+        split: str. A TFDS split expression.
+        spec: CharSpec. From `char_spec`.
+        streams: int. Number of parallel stretches (the batch of each step), at least 1.
+        steps: int. Characters each stream predicts, at least 1.
+
+    Returns:
+        `(inputs, targets)`, int32 of shape `(steps, streams)`; `targets[t] = inputs[t + 1]`.
+    """
+    text = "".join(t.decode("utf-8") for t in _texts(dataset, split).as_numpy_iterator())
+    ids, _ = text_to_ids(text, char_lookup(spec.vocabulary))
+    stride = len(ids) // streams
+    if stride < steps + 1:
+        raise UserError(
+            f"{dataset} {split} has {len(ids):,} characters: too few for {streams:,} streams "
+            f"of {steps + 1:,}"
+        )
+    offsets = np.arange(streams)[:, None] * stride + np.arange(steps + 1)  # (streams, steps + 1)
+    stretches = ids[offsets].T  # (steps + 1, streams)
+    return stretches[:-1], stretches[1:]

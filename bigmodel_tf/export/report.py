@@ -118,8 +118,10 @@ def check_targets(
         add("student size / teacher size (float32 TFLite)", student, STUDENT_SIZE_RATIO)
     if "tflite int8" in by_name:
         change = by_name["tflite int8"][metric] - reference[metric]
+        worsening = -change if higher_is_better else change
         # `+ 0.0` turns a -0.0 (no loss) into 0.0 for the report.
-        add(f"{metric} lost by int8", (-change if higher_is_better else change) + 0.0, int8_budget)
+        label = f"{metric} {'lost' if higher_is_better else 'added'} by int8"
+        add(label, worsening + 0.0, int8_budget)
     return checks
 
 

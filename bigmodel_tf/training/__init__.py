@@ -4,10 +4,12 @@
 >>> config = training.make_config("cnn", overrides={"train.epochs": 5})
 >>> metrics = training.train(config)          # writes runs/cnn/mnist5k-default-<hash>/
 >>> training.evaluate(metrics["run_dir"], "test")
+>>> training.generate_text(gru_lm_run_dir, "ROMEO:", 300, seed=1)  # a gru-lm run's text
 """
 
 from bigmodel_tf.training.board import start_tensorboard
 from bigmodel_tf.training.config import RunConfig, TrainConfig
+from bigmodel_tf.training.generation import generate_text
 from bigmodel_tf.training.trainer import default_run_dir, evaluate, load_run, make_config, train
 
 __all__ = [
@@ -15,6 +17,7 @@ __all__ = [
     "TrainConfig",
     "default_run_dir",
     "evaluate",
+    "generate_text",
     "load_run",
     "make_config",
     "start_tensorboard",

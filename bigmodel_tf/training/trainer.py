@@ -3,7 +3,7 @@
 A run directory `runs/<family>/<name>/` holds:
 
     config.json            the resolved RunConfig (re-running with the same config resumes)
-    logs/                  TensorBoard (train/ and validation/ scalars)
+    logs/                  TensorBoard (train/ and validation/ scalars; samples/ text)
     backup/                BackupAndRestore state while training; removed when training ends
     checkpoints/best.keras the model with the best validation metric (what evaluate/export use)
     checkpoints/last.keras the model after the last epoch
@@ -153,13 +153,14 @@ def _optimizer(train: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Opt
             warmup_target=train.learning_rate if warmup else None,
             warmup_steps=warmup,
         )
+    clip = {"global_clipnorm": train.global_clipnorm or None}
     if train.optimizer == "adamw":
-        return keras.optimizers.AdamW(learning_rate, weight_decay=train.weight_decay)
+        return keras.optimizers.AdamW(learning_rate, weight_decay=train.weight_decay, **clip)
     if train.optimizer == "sgd":
         return keras.optimizers.SGD(
-            learning_rate, momentum=0.9, weight_decay=train.weight_decay or None
+            learning_rate, momentum=0.9, weight_decay=train.weight_decay or None, **clip
         )
-    return keras.optimizers.Adam(learning_rate, weight_decay=train.weight_decay or None)
+    return keras.optimizers.Adam(learning_rate, weight_decay=train.weight_decay or None, **clip)
 
 
 class EpochSeeds(keras.callbacks.Callback):
@@ -294,6 +295,7 @@ def train(
         ),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         keras.callbacks.TensorBoard(str(run_dir / "logs")),
+        *task.callbacks(config, spec, run_dir),
         # Last, so that an epoch counts as done only once its history row and checkpoint exist;
         # a kill in between redoes the epoch, and _history_until drops its row.
         keras.callbacks.BackupAndRestore(str(backup_dir)),
@@ -368,6 +370,8 @@ def _teacher_dir(config: RunConfig) -> Path | None:
     """`train.distill_from`, checked: a finished run of the same family and dataset."""
     if not config.train.distill_from:
         return None
+    if not TASKS[config.family].distillable:
+        raise UserError(f"train.distill_from: {config.family} runs cannot be distilled yet")
     teacher_dir = Path(config.train.distill_from)
     if not (teacher_dir / "config.json").is_file():
         raise UserError(f"train.distill_from={teacher_dir} is not a run directory")

@@ -4,6 +4,7 @@ import tensorflow as tf
 
 from bigmodel_tf import data
 from bigmodel_tf.data import text
+from bigmodel_tf.errors import UserError
 from bigmodel_tf.io import read_json
 
 
@@ -96,3 +97,21 @@ def test_examples_are_deterministic_shifted_windows(shakespeare_spec):
     again_inputs, again_targets = first_batch()
     np.testing.assert_array_equal(inputs, again_inputs)
     np.testing.assert_array_equal(targets, again_targets)
+
+
+def test_streams_are_evenly_spaced_stretches_of_the_joined_works(shakespeare_spec):
+    inputs, targets = text.char_streams("shakespeare", "test", shakespeare_spec, streams=4, steps=9)
+    assert inputs.shape == targets.shape == (9, 4) and inputs.dtype == np.int32
+    np.testing.assert_array_equal(inputs[1:], targets[:-1])  # time-major, shifted by one
+    works = data.load("shakespeare", "test", as_supervised=False)[0].as_numpy_iterator()
+    joined = "".join(work["text"].decode() for work in works)
+    inverse = text.char_lookup(shakespeare_spec.vocabulary, invert=True)
+    stride = len(joined) // 4
+    for stream in range(4):
+        stretch = text.ids_to_text(np.append(inputs[:, stream], targets[-1, stream]), inverse)
+        assert stretch == joined[stream * stride : stream * stride + 10]
+
+
+def test_too_many_streams_for_the_text_is_a_clear_error(shakespeare_spec):
+    with pytest.raises(UserError, match="too few for 100,000 streams of 201"):
+        text.char_streams("shakespeare", "test", shakespeare_spec, streams=100_000, steps=200)

@@ -93,3 +93,10 @@ def test_teacher_must_be_a_finished_run_of_the_same_data(trained_cnn, tmp_path):
     with pytest.raises(UserError, match="is a cnn run on mnist5k, not cnn on tfds:mnist"):
         training.train(other_data, tmp_path / "b")
     assert not (tmp_path / "b").exists()
+
+
+def test_a_family_without_class_probabilities_is_refused(trained_gru_lm, tmp_path):
+    config = training.make_config("gru-lm", overrides={"train.distill_from": str(trained_gru_lm)})
+    with pytest.raises(UserError, match="gru-lm runs cannot be distilled"):
+        training.train(config, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
