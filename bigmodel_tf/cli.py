@@ -18,10 +18,32 @@ from bigmodel_tf.io import native_stderr_captured
 # Before TensorFlow is imported: keep its C++ start-up chatter off stderr.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-FAMILIES = (
-    "cnn",
-    "gru-lm",
-)  # kept in step with training.tasks.TASKS by a test; avoids importing TF for --help
+# Kept in step with training.tasks.TASKS and training.config.STRATEGIES by tests; spelt out here
+# so that --help and `launch` don't import TensorFlow.
+FAMILIES = ("cnn", "gru-lm")
+STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")
+
+LAUNCH_DESCRIPTION = """\
+Run a `train` command as N worker processes on this host, one MultiWorkerMirroredStrategy
+cluster on 127.0.0.1: each worker gets a TF_CONFIG naming every worker and its own index, and
+worker 0 is the chief, the only one that writes the run directory (the others write to temporary
+folders that are removed). train.batch_size stays the global batch, split across the workers.
+
+Output is streamed with a [worker i] prefix. If a worker fails or is killed, the others are
+stopped and launch exits with the chief's status; running the same command again resumes every
+worker from its last backup (every train.backup_steps steps and every epoch end) at that step.
+
+On a real cluster, run the same `bigmodel-tf train` command on every machine with TF_CONFIG set
+by the platform (Kubeflow's TFJob), or inside a Slurm job step of several tasks; see the README.
+Environment: BIGMODEL_TF_CLUSTER_TIMEOUT (seconds a worker waits for the others to join, default
+300).
+"""
+
+LAUNCH_EPILOG = """\
+examples:
+  bigmodel-tf launch --workers 2 -- train cnn --epochs 5
+  bigmodel-tf launch --workers 2 --port-base 23456 -- train cnn --run-dir runs/cnn/dist --quiet
+"""
 
 
 class Parser(argparse.ArgumentParser):
@@ -55,8 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=int, help="global batch size (train.batch_size)")
     train.add_argument(
         "--strategy",
-        choices=("auto", "default", "mirrored", "multiworker"),
-        help="tf.distribute strategy (train.strategy); auto picks from TF_CONFIG and the GPUs",
+        choices=STRATEGIES,
+        help="tf.distribute strategy (train.strategy); auto picks multiworker for a cluster "
+        "(TF_CONFIG or Slurm), tpu when TPU_NAME is set, mirrored for several GPUs",
     )
     train.add_argument("--config", type=Path, help="JSON or YAML file of config keys")
     train.add_argument(
@@ -71,6 +94,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--overwrite", action="store_true", help="delete --run-dir's contents first")
     train.add_argument("--quiet", action="store_true", help="one line per epoch, no progress bar")
+
+    launch = commands.add_parser(
+        "launch",
+        help="run a train command as N local worker processes (MultiWorkerMirroredStrategy)",
+        description=LAUNCH_DESCRIPTION,
+        epilog=LAUNCH_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage="%(prog)s --workers N [--port-base P] -- train MODEL [train options]",
+    )
+    launch.add_argument("--workers", type=int, required=True, help="number of worker processes")
+    launch.add_argument(
+        "--port-base",
+        type=int,
+        metavar="P",
+        help="worker i listens on 127.0.0.1:P+i (default: free ports)",
+    )
+    launch.add_argument(
+        "worker_command",
+        nargs=argparse.REMAINDER,
+        metavar="-- train ...",
+        help="the bigmodel-tf command every worker runs",
+    )
 
     evaluate = commands.add_parser("evaluate", help="evaluate a run's best model on a split")
     evaluate.add_argument("run_dir", type=Path)
@@ -172,7 +217,17 @@ def _train(args: argparse.Namespace) -> None:
         config, args.run_dir, overwrite=args.overwrite, verbose=2 if args.quiet else "auto"
     )
     print(f"run directory: {metrics['run_dir']}")
-    print("test: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics["test"].items()))
+    if "test" in metrics:  # a worker of a finished run may not see its metrics (not shared)
+        print("test: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics["test"].items()))
+
+
+def _launch(args: argparse.Namespace) -> int:
+    from bigmodel_tf.launch import launch
+
+    command = args.worker_command
+    return launch(
+        command[1:] if command[:1] == ["--"] else command, args.workers, port_base=args.port_base
+    )
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -250,6 +305,7 @@ def _datasets(args: argparse.Namespace) -> None:
 
 COMMANDS = {
     "train": _train,
+    "launch": _launch,
     "evaluate": _evaluate,
     "export": _export,
     "verify": _verify,
@@ -273,7 +329,8 @@ def _import_tensorflow() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _import_tensorflow()
+    if args.command != "launch":  # the launcher only starts and watches workers
+        _import_tensorflow()
     try:
         status = COMMANDS[args.command](args)
     except UserError as e:

@@ -1,9 +1,14 @@
 """tf.data pipelines shared by every model family.
 
-Training data is one dataset that runs from the first epoch still to do up to the last, each
-epoch shuffled with a seed derived from (seed, epoch). Keras does not restore a tf.data iterator's
-position on resume, so this is what makes a resumed run see exactly the batches an uninterrupted
-run would have seen.
+Training data is one dataset that runs from the step a run starts (or resumes) at up to the last
+epoch, each epoch shuffled with a seed derived from (seed, epoch). Keras does not restore a tf.data
+iterator's position on resume, so this is what makes a resumed run see exactly the batches an
+uninterrupted run would have seen.
+
+Under a multi-worker strategy every worker builds the same global batches and keeps its replicas'
+share of each (`AutoShardPolicy.DATA`): our datasets are cached in memory from a handful of files,
+too few to give each worker files of its own, and sharding by file would change which examples
+meet in a batch with the number of workers.
 """
 
 from __future__ import annotations
@@ -24,10 +29,24 @@ def epoch_seed(seed: int, epoch: int | tf.Tensor) -> int | tf.Tensor:
     return seed * 1_000_003 + epoch
 
 
+def shard_by_data(batches: tf.data.Dataset) -> tf.data.Dataset:
+    """Marks `batches` to be split by element, not by file, across the workers of a cluster."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return batches.with_options(options)
+
+
 def training_epochs(
-    examples: tf.data.Dataset, batcher: Batcher, *, seed: int, first_epoch: int, epochs: int
+    examples: tf.data.Dataset,
+    batcher: Batcher,
+    *,
+    seed: int,
+    first_epoch: int,
+    epochs: int,
+    first_step: int = 0,
 ) -> tf.data.Dataset:
-    """Epochs `first_epoch .. epochs-1` of `examples`, each shuffled by (seed, epoch) then batched.
+    """Epochs `first_epoch .. epochs-1` of `examples`, each shuffled by (seed, epoch) then batched,
+    from batch `first_step` of the first.
 
     Args:
         examples: tf.data.Dataset. Unbatched examples, cached (they are iterated once per epoch).
@@ -36,6 +55,8 @@ def training_epochs(
         seed: int. The run's seed.
         first_epoch: int. The first epoch to produce (0, or the epoch a resumed run restarts at).
         epochs: int. One past the last epoch.
+        first_step: int. Batches of the first epoch to skip (a run resumed mid-epoch). Defaults
+            to 0.
     """
     buffer = min(int(examples.cardinality()), MAX_SHUFFLE_BUFFER)
     if buffer <= 0:  # unknown or infinite cardinality
@@ -47,7 +68,8 @@ def training_epochs(
         )
         return batcher(shuffled)
 
-    return tf.data.Dataset.range(first_epoch, epochs).flat_map(one_epoch).prefetch(AUTOTUNE)
+    batches = tf.data.Dataset.range(first_epoch, epochs).flat_map(one_epoch).skip(first_step)
+    return shard_by_data(batches.prefetch(AUTOTUNE))
 
 
 def evaluation_batches(examples: tf.data.Dataset, batcher: Batcher) -> tf.data.Dataset:
@@ -59,7 +81,7 @@ def evaluation_batches(examples: tf.data.Dataset, batcher: Batcher) -> tf.data.D
     """
     count = num_batches(examples, batcher)
     batches = batcher(examples).apply(tf.data.experimental.assert_cardinality(count))
-    return batches.prefetch(AUTOTUNE)
+    return shard_by_data(batches.prefetch(AUTOTUNE))
 
 
 def num_batches(examples: tf.data.Dataset, batcher: Batcher) -> int:

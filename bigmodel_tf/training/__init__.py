@@ -5,8 +5,10 @@
 >>> metrics = training.train(config)          # writes runs/cnn/mnist5k-default-<hash>/
 >>> training.evaluate(metrics["run_dir"], "test")
 >>> training.generate_text(gru_lm_run_dir, "ROMEO:", 300, seed=1)  # a gru-lm run's text
+>>> training.launch(["train", "cnn", "--epochs", "5"], workers=2)  # 2 local worker processes
 """
 
+from bigmodel_tf.launch import launch
 from bigmodel_tf.training.board import start_tensorboard
 from bigmodel_tf.training.config import RunConfig, TrainConfig
 from bigmodel_tf.training.generation import generate_text
@@ -18,6 +20,7 @@ __all__ = [
     "default_run_dir",
     "evaluate",
     "generate_text",
+    "launch",
     "load_run",
     "make_config",
     "start_tensorboard",

@@ -5,6 +5,7 @@ A run directory `runs/<family>/<name>/` holds:
     config.json            the resolved RunConfig (re-running with the same config resumes)
     logs/                  TensorBoard (train/ and validation/ scalars; samples/ text)
     backup/                BackupAndRestore state while training; removed when training ends
+                           (`backup-<role>-<index>/`: another worker's, on a cluster)
     checkpoints/best.keras the model with the best validation metric (what evaluate/export use)
     checkpoints/last.keras the model after the last epoch
     history.csv            per-epoch metrics
@@ -16,8 +17,10 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import math
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -31,7 +34,15 @@ from bigmodel_tf.errors import UserError
 from bigmodel_tf.io import read_json, write_json
 from bigmodel_tf.training.config import RunConfig, TrainConfig, set_value
 from bigmodel_tf.training.distill import Distiller, student_of
-from bigmodel_tf.training.strategy import resolve_strategy
+from bigmodel_tf.training.resume import StepBackup, StepSeeds, restore_agreed
+from bigmodel_tf.training.strategy import (
+    barrier,
+    from_chief,
+    is_chief,
+    is_multiworker,
+    resolve_strategy,
+    task_name,
+)
 from bigmodel_tf.training.tasks import TASKS, Task
 
 
@@ -163,31 +174,6 @@ def _optimizer(train: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Opt
     return keras.optimizers.Adam(learning_rate, weight_decay=train.weight_decay or None, **clip)
 
 
-class EpochSeeds(keras.callbacks.Callback):
-    """Sets every seed generator in the model (dropout, augmentation) from (seed, epoch).
-
-    Keras does not save seed-generator states in its backups, so without this a resumed run
-    would draw different dropout masks and augmentations than an uninterrupted one.
-    """
-
-    def __init__(self, seed: int):
-        super().__init__()
-        self.seed = seed
-
-    def on_epoch_begin(self, epoch, logs=None):
-        states = [v for v in self.model.variables if v.name == "seed_generator_state"]
-        for index, state in enumerate(states):
-            # state = [seed, counter]; each draw advances the counter by one.
-            seed = (self.seed * 7919 + index) % (2**31)
-            state.assign(tf.constant([seed, epoch << 20], dtype=state.dtype))
-
-
-def _resume_epoch(backup_dir: Path) -> int:
-    """The epoch BackupAndRestore will resume at (0 for a fresh run)."""
-    metadata = backup_dir / "training_metadata.json"
-    return int(read_json(metadata)["epoch"]) if metadata.is_file() else 0
-
-
 def _history_until(path: Path, epoch: int) -> list[dict[str, str]]:
     """Rows of history.csv before `epoch`, rewriting the file without later (redone) epochs."""
     if not path.is_file():
@@ -220,9 +206,14 @@ def train(
 ) -> dict[str, Any]:
     """Trains, checkpoints, evaluates on the test split and writes `metrics.json`.
 
-    Re-running with the same config and run directory resumes from the last backed-up epoch with
-    the same data order, dropout masks and augmentations as an uninterrupted run; re-running a
-    finished run returns its metrics without training.
+    Re-running with the same config and run directory resumes from the last backup (every
+    `train.backup_steps` steps and every epoch end) with the same data order, dropout masks and
+    augmentations as an uninterrupted run; re-running a finished run returns its metrics without
+    training.
+
+    Under MultiWorkerMirroredStrategy every worker makes this same call: the chief writes the run
+    directory, the others write to temporary folders that are removed when they finish, and each
+    keeps its own backup, `backup/` for the chief and `backup-<role>-<index>/` for the others.
 
     Args:
         config: RunConfig. From `make_config`.
@@ -235,29 +226,69 @@ def train(
     """
     task = task_for(config.family)
     run_dir = Path(run_dir) if run_dir else default_run_dir(config)
-    if _check_run_dir(config, run_dir, overwrite):
-        print(f"{run_dir} has already finished; returning its metrics", file=sys.stderr)
-        return {**read_json(run_dir / "metrics.json"), "run_dir": str(run_dir)}
-    if overwrite and run_dir.exists():
+    keras.utils.set_random_seed(config.train.seed)
+    strategy = resolve_strategy(config.train.strategy)
+    chief = is_chief(strategy)
+    finished = chief and _check_run_dir(config, run_dir, overwrite)
+    if chief and overwrite and run_dir.exists():
         shutil.rmtree(run_dir)
-
-    train_cfg = config.train
-    keras.utils.set_random_seed(train_cfg.seed)
-    strategy = resolve_strategy(train_cfg.strategy)
-    if train_cfg.batch_size % strategy.num_replicas_in_sync:
+    # Every worker follows the chief's reading of the run directory: the others may not see it
+    # (storage not shared), and none may start training alone.
+    if from_chief(strategy, finished):
+        print(f"{run_dir} has already finished; returning its metrics", file=sys.stderr)
+        metrics = run_dir / "metrics.json"
+        return {**(read_json(metrics) if metrics.is_file() else {}), "run_dir": str(run_dir)}
+    if config.train.batch_size % strategy.num_replicas_in_sync:
         raise UserError(
-            f"train.batch_size={train_cfg.batch_size} must be a multiple of the "
+            f"train.batch_size={config.train.batch_size} must be a multiple of the "
             f"{strategy.num_replicas_in_sync} replicas"
         )
+    if strategy.num_replicas_in_sync > 1:
+        print(
+            f"{type(strategy).__name__} ({task_name(strategy)}): "
+            f"{strategy.num_replicas_in_sync} replicas, "
+            f"{config.train.batch_size // strategy.num_replicas_in_sync} examples each per step",
+            file=sys.stderr,
+        )
+    if chief:
+        return _train(config, task, strategy, run_dir, run_dir, run_dir / "backup", verbose)
+    role = task_name(strategy).replace(" ", "-")
+    backup_dir = run_dir / f"backup-{role}"
+    if overwrite:  # the chief removed it with the run directory, unless storage is not shared
+        shutil.rmtree(backup_dir, ignore_errors=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f"bigmodel-tf-{role}-"))
+    try:
+        return _train(config, task, strategy, run_dir, scratch, backup_dir, verbose)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
+
+def _train(
+    config: RunConfig,
+    task: Task,
+    strategy: tf.distribute.Strategy,
+    run_dir: Path,
+    out_dir: Path,
+    backup_dir: Path,
+    verbose: int | str,
+) -> dict[str, Any]:
+    """`train` on one worker, writing what the run directory holds to `out_dir` (`run_dir` on
+    the chief) and its backups to `backup_dir`."""
+    train_cfg = config.train
     # Teacher and data first: a bad one fails before anything is written to the run directory.
     teacher_dir = _teacher_dir(config)
-    spec = task.prepare(config, run_dir)
-    batcher = task.batcher(config, spec, train_cfg.batch_size)
+    # The chief prepares the data before the others: workers on one host share the dataset
+    # cache, where two processes preparing the same dataset at once would collide.
+    if not is_chief(strategy):
+        barrier(strategy)
+    spec = task.prepare(config, out_dir)
     train_examples = task.examples(config, "train", spec)
+    if is_chief(strategy):
+        barrier(strategy)
+    batcher = task.batcher(config, spec, train_cfg.batch_size)
     steps_per_epoch = num_batches(train_examples, batcher)
     validation = evaluation_batches(task.examples(config, "validation", spec), batcher)
-    write_json(run_dir / "config.json", config.to_dict())
+    write_json(out_dir / "config.json", config.to_dict())
 
     with strategy.scope():
         model = task.build_model(config, spec)
@@ -274,31 +305,38 @@ def train(
             **task.compile_args(config),
         )
 
-    backup_dir = run_dir / "backup"
-    first_epoch = _resume_epoch(backup_dir)
-    history = _history_until(run_dir / "history.csv", first_epoch)
-    if first_epoch:
-        print(f"Resuming {run_dir} at epoch {first_epoch + 1} from {backup_dir}", file=sys.stderr)
+    backup = StepBackup(backup_dir, train_cfg.backup_steps, steps_per_epoch)
+    step = restore_agreed(backup, model, strategy)
+    first_epoch, first_step = divmod(step, steps_per_epoch)
+    history = _history_until(out_dir / "history.csv", first_epoch)
+    if step:
+        print(
+            f"Resuming {run_dir} at epoch {first_epoch + 1} step {first_step + 1}/"
+            f"{steps_per_epoch} (global step {step}) from {backup_dir}",
+            file=sys.stderr,
+        )
     best_so_far = [float(row[task.monitor]) for row in history if row.get(task.monitor)]
     pick = max if task.monitor_mode == "max" else min
-    checkpoints = run_dir / "checkpoints"
+    # The chief's: only its run directory holds the history the best value comes from.
+    best = from_chief(strategy, pick(best_so_far) if best_so_far else float("nan"))
+    checkpoints = out_dir / "checkpoints"
     checkpoints.mkdir(parents=True, exist_ok=True)
 
     callbacks = [
-        EpochSeeds(train_cfg.seed),
+        StepSeeds(train_cfg.seed),
         keras.callbacks.ModelCheckpoint(
             str(checkpoints / "best.keras"),
             monitor=task.monitor,
             mode=task.monitor_mode,
             save_best_only=True,
-            initial_value_threshold=pick(best_so_far) if best_so_far else None,
+            initial_value_threshold=None if math.isnan(best) else best,
         ),
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
-        keras.callbacks.TensorBoard(str(run_dir / "logs")),
-        *task.callbacks(config, spec, run_dir),
+        keras.callbacks.CSVLogger(str(out_dir / "history.csv"), append=True),
+        keras.callbacks.TensorBoard(str(out_dir / "logs")),
+        *task.callbacks(config, spec, out_dir),
         # Last, so that an epoch counts as done only once its history row and checkpoint exist;
-        # a kill in between redoes the epoch, and _history_until drops its row.
-        keras.callbacks.BackupAndRestore(str(backup_dir)),
+        # a kill in between redoes the epoch's last steps, and _history_until drops its row.
+        backup,
     ]
     if train_cfg.early_stopping_patience:
         callbacks.append(
@@ -317,8 +355,10 @@ def train(
             seed=train_cfg.seed,
             first_epoch=first_epoch,
             epochs=train_cfg.epochs,
+            first_step=first_step,
         ),
         epochs=train_cfg.epochs,
+        initial_epoch=first_epoch,
         steps_per_epoch=steps_per_epoch,
         shuffle=False,  # the dataset shuffles itself, by (seed, epoch)
         validation_data=validation,
@@ -327,20 +367,37 @@ def train(
     )
     seconds = time.perf_counter() - started
     _save_model(model, checkpoints / "last.keras")
+    if is_multiworker(strategy):
+        print(
+            f"{task_name(strategy)} final weights sha256 {_weights_digest(model)}", file=sys.stderr
+        )
 
-    best = _load_best(run_dir, task, config)
+    best_model = _load_best(out_dir, task, config)
     test = evaluation_batches(task.examples(config, "test", spec), batcher)
     metrics = {
         "family": config.family,
         "dataset": config.dataset,
-        "validation": best.evaluate(validation, return_dict=True, verbose=0),
-        "test": best.evaluate(test, return_dict=True, verbose=0),
+        "validation": best_model.evaluate(validation, return_dict=True, verbose=0),
+        "test": best_model.evaluate(test, return_dict=True, verbose=0),
         "epochs_trained_this_invocation": train_cfg.epochs - first_epoch,
+        "steps_trained_this_invocation": train_cfg.epochs * steps_per_epoch - step,
         "train_seconds_this_invocation": round(seconds, 2),
-        "parameters": int(best.count_params()),
+        "parameters": int(best_model.count_params()),
+        "replicas": strategy.num_replicas_in_sync,
     }
-    write_json(run_dir / "metrics.json", metrics)
+    write_json(out_dir / "metrics.json", metrics)
+    # No worker leaves while another still works: the chief hosts the cluster's coordination
+    # service, and its peers treat its exit as a failure.
+    barrier(strategy)
     return {**metrics, "run_dir": str(run_dir)}
+
+
+def _weights_digest(model: keras.Model) -> str:
+    """sha256 of a model's weights: equal on every worker of a synchronous run."""
+    digest = hashlib.sha256()
+    for weights in model.get_weights():
+        digest.update(weights.tobytes())
+    return digest.hexdigest()
 
 
 def load_trained(run_dir: Path | str) -> tuple[RunConfig, Task, Any, keras.Model]:

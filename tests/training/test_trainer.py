@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -48,8 +49,14 @@ def weights_of(run_dir):
 
 
 def test_killed_run_resumes_exactly(tmp_path):
-    """SIGKILL after epoch 1, re-run the same command: same weights as an uninterrupted run."""
-    overrides = {**TINY_CNN, "model.augment": True, "model.dropout": 0.3, "train.epochs": 3}
+    """SIGKILL mid-epoch, re-run the same command: same weights as an uninterrupted run."""
+    overrides = {
+        **TINY_CNN,
+        "model.augment": True,
+        "model.dropout": 0.3,
+        "train.epochs": 3,
+        "train.backup_steps": 10,
+    }
     args = ["train", "cnn", *cli_args(overrides), "--quiet"]
     killed = tmp_path / "killed"
     process = subprocess.Popen(
@@ -58,19 +65,22 @@ def test_killed_run_resumes_exactly(tmp_path):
         stderr=subprocess.DEVNULL,
         env={**os.environ},
     )
+    # 28 steps an epoch: backups at steps 10, 20, 28 (epoch end), 30, 40, ...; kill mid-epoch 2.
     metadata = killed / "backup" / "training_metadata.json"
     deadline = time.monotonic() + 300
-    while not (metadata.exists() and json.loads(metadata.read_text() or "{}").get("epoch") == 1):
+    while backed_up(metadata).get("epoch") != 1 or backed_up(metadata)["batch"] == 0:
         assert process.poll() is None, "training ended before it could be killed"
-        assert time.monotonic() < deadline, "no backup after 5 minutes"
-        time.sleep(0.05)
+        assert time.monotonic() < deadline, "no mid-epoch backup after 5 minutes"
+        time.sleep(0.02)
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not (killed / "metrics.json").exists()
 
     resumed = run_cli(*args, "--run-dir", killed)
     assert resumed.returncode == 0, resumed.stderr
-    assert "Resuming" in resumed.stderr and "at epoch 2" in resumed.stderr
+    step = re.search(r"Resuming \S+ at epoch 2 step (\d+)/28 \(global step (\d+)\)", resumed.stderr)
+    assert step, resumed.stderr
+    assert int(step[2]) in (30, 40, 50) and int(step[1]) == int(step[2]) - 28 + 1
     assert "Epoch 1/3" not in resumed.stdout  # it did not start again from scratch
 
     config = training.make_config("cnn", overrides=overrides)
@@ -81,3 +91,11 @@ def test_killed_run_resumes_exactly(tmp_path):
         np.testing.assert_array_equal(resumed_w, straight_w)
     history = (killed / "history.csv").read_text().splitlines()
     assert [row.split(",")[0] for row in history[1:]] == ["0", "1", "2"]
+
+
+def backed_up(metadata) -> dict:
+    """A backup's training_metadata.json; {} while there is none or it is being written."""
+    try:
+        return json.loads(metadata.read_text())
+    except (OSError, ValueError):
+        return {}
