@@ -6,9 +6,11 @@
 
 Each worker is `python -m bigmodel_tf COMMAND` with a `TF_CONFIG` naming every worker's address
 on 127.0.0.1 and its own index; worker 0 is the chief. Their output is streamed line by line with
-a `[worker i]` prefix. If a worker fails, the others are stopped (SIGTERM, then SIGKILL after a
-grace period) and the launcher returns the chief's exit status; running the same command again
-resumes every worker from its last backup. This module does not import TensorFlow: the launcher
+a `[worker i]` prefix. If a worker fails, the others are killed (SIGKILL: TensorFlow's workers
+take SIGTERM as a preemption notice and keep waiting for the lost peer) and the launcher returns
+the chief's exit status; running the same command again resumes every worker from its last
+backup. Each worker's temporary files go to a folder of the launcher's, removed when it ends, so
+that a killed worker leaves nothing behind. This module does not import TensorFlow: the launcher
 stays small beside its workers.
 """
 
@@ -22,17 +24,17 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TextIO
 
 from bigmodel_tf.errors import UserError
 
 HOST = "127.0.0.1"
 MAX_WORKERS = 64
-# Seconds a stopped worker gets to exit on SIGTERM before it is killed.
-STOP_GRACE = 10.0
 
 
 def tf_config(ports: Sequence[int], index: int) -> str:
@@ -107,6 +109,13 @@ def launch(
     if port_base is not None and not 1024 <= port_base <= 65535 - workers:
         raise UserError(f"--port-base must leave {workers} ports between 1024 and 65535")
     ports = _free_ports(workers, port_base)
+    with tempfile.TemporaryDirectory(prefix="bigmodel-tf-launch-") as scratch:
+        return _run(command, ports, Path(scratch), stdout, stderr)
+
+
+def _run(
+    command: list[str], ports: list[int], scratch: Path, stdout: TextIO, stderr: TextIO
+) -> int:
     lock = threading.Lock()
 
     def say(line: str) -> None:
@@ -116,8 +125,15 @@ def launch(
 
     processes = []
     # Every process starts before any thread does: preexec_fn is unsafe once threads run.
-    for index in range(workers):
-        env = {**os.environ, "TF_CONFIG": tf_config(ports, index), "PYTHONUNBUFFERED": "1"}
+    for index in range(len(ports)):
+        tmp = scratch / f"worker-{index}"
+        tmp.mkdir()
+        env = {
+            **os.environ,
+            "TF_CONFIG": tf_config(ports, index),
+            "PYTHONUNBUFFERED": "1",
+            "TMPDIR": str(tmp),
+        }
         processes.append(
             subprocess.Popen(
                 [sys.executable, "-m", "bigmodel_tf", *command],
@@ -183,14 +199,8 @@ def _supervise(processes: list[subprocess.Popen], say) -> None:
 
 
 def _stop(processes: list[subprocess.Popen]) -> None:
-    """SIGTERM to every running worker, SIGKILL to those still running after the grace period."""
-    running = [p for p in processes if p.poll() is None]
-    for process in running:
-        process.terminate()
-    deadline = time.monotonic() + STOP_GRACE
-    for process in running:
-        try:
-            process.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
+    """Kills every running worker (SIGKILL: see the module's docstring) and reaps it."""
+    for process in processes:
+        if process.poll() is None:
             process.kill()
             process.wait()

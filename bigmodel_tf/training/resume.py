@@ -20,6 +20,12 @@ from bigmodel_tf.errors import UserError
 from bigmodel_tf.training.strategy import gather_rows
 
 
+def global_step(model: keras.Model) -> int:
+    """Training steps taken so far: the optimizer's iteration count (a mirrored variable under a
+    strategy, read through numpy)."""
+    return int(model.optimizer.iterations.numpy())
+
+
 class StepSeeds(keras.callbacks.Callback):
     """Sets every seed generator in the model (dropout, augmentation) from (seed, step) before
     each training step.
@@ -37,7 +43,7 @@ class StepSeeds(keras.callbacks.Callback):
         self._states = [v for v in self.model.variables if v.name == "seed_generator_state"]
 
     def on_train_batch_begin(self, batch, logs=None):
-        step = int(self.model.optimizer.iterations)
+        step = global_step(self.model)
         for index, state in enumerate(self._states):
             # state = [seed, counter]; each draw advances the counter. One seed per (generator,
             # step), unique for a million steps within Keras' int32 range, keeps steps apart
@@ -77,8 +83,9 @@ class StepBackup(keras.callbacks.BackupAndRestore):
             Path(self._prev_weights_path).replace(self._weights_path)
             if Path(self._prev_training_metadata_path).is_file():
                 Path(self._prev_training_metadata_path).replace(self._training_metadata_path)
-        super().on_train_begin()  # Keras' loading, with its fall-back to the older generation
-        step = int(model.optimizer.iterations)
+        with model.distribute_strategy.scope():  # where the optimizer builds its variables
+            super().on_train_begin()  # Keras' loading, with its fall-back to the older backup
+        step = global_step(model)
         self._current_epoch = step // self.steps_per_epoch  # what Keras records in the metadata
         model._initial_epoch = None  # fit's `initial_epoch` decides, not the metadata
         return step
@@ -95,7 +102,7 @@ class StepBackup(keras.callbacks.BackupAndRestore):
         # By the global step, which survives a restart (Keras counts batches since the process
         # started). Not at an epoch's last step: that backup waits for on_epoch_end, after the
         # epoch's validation, history row and checkpoints, so that resuming never skips them.
-        step = int(self.model.optimizer.iterations)
+        step = global_step(self.model)
         self._last_batch_seen = step % self.steps_per_epoch - 1  # what Keras records as "batch"
         return (
             self.save_freq != "epoch"
@@ -105,7 +112,7 @@ class StepBackup(keras.callbacks.BackupAndRestore):
 
     def on_train_batch_end(self, batch, logs=None):
         super().on_train_batch_end(batch, logs)
-        last_of_epoch = int(self.model.optimizer.iterations) % self.steps_per_epoch == 0
+        last_of_epoch = global_step(self.model) % self.steps_per_epoch == 0
         if last_of_epoch and batch + 1 < self.steps_per_epoch and not self.model.stop_training:
             # A resumed epoch started part-way: end it here, as an uninterrupted one ends. fit
             # then validates and calls on_epoch_end, which lets training go on.

@@ -6,8 +6,8 @@ process runs in (`SlurmClusterResolver`). Every worker runs the same `train` cal
 the `chief` task) is the chief, the only one that writes the run directory.
 
 Environment:
-    BIGMODEL_TF_CLUSTER_TIMEOUT  seconds to wait for every worker to join (default 300); then the
-                                 process exits with an error naming the unreachable peers.
+    BIGMODEL_TF_CLUSTER_TIMEOUT  seconds to wait for every worker to join (default 300); then a
+                                 watchdog kills the process, naming the peers it cannot reach.
     BIGMODEL_TF_CPU_REPLICAS     split the CPU into N logical devices, so that `mirrored` runs N
                                  replicas without GPUs (tests the multi-replica path; no speed-up).
     BIGMODEL_TF_SLURM_PORT       first port of the workers in a Slurm job step (default 8888).
@@ -15,11 +15,11 @@ Environment:
 
 from __future__ import annotations
 
+import functools
 import json
 import os
-import socket
+import subprocess
 import sys
-import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -188,17 +188,13 @@ def _tpu_strategy() -> tf.distribute.TPUStrategy:
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
     except (ValueError, RuntimeError, tf.errors.OpError) as e:
-        raise UserError(f"no TPU found: {e}") from None
+        raise UserError(f"no TPU found: {str(e).strip().splitlines()[0]}") from None
     return tf.distribute.TPUStrategy(resolver)
 
 
 def _multiworker_strategy(resolver: ClusterResolver) -> tf.distribute.MultiWorkerMirroredStrategy:
-    """MultiWorkerMirroredStrategy once every worker has joined, or exit within the timeout.
-
-    TensorFlow waits for missing peers inside C++ (up to an hour, then per collective), where
-    nothing in Python can interrupt it; a watchdog thread ends the process instead, naming the
-    peers that do not accept connections.
-    """
+    """MultiWorkerMirroredStrategy once every worker has joined, or the process ends within the
+    timeout, killed by `bigmodel_tf.watchdog` (TensorFlow would wait up to an hour)."""
     from bigmodel_tf.training import keras_patches
 
     keras_patches.apply()
@@ -207,41 +203,27 @@ def _multiworker_strategy(resolver: ClusterResolver) -> tf.distribute.MultiWorke
         timeout = float(raw_timeout)
     except ValueError:
         raise UserError(f"{CLUSTER_TIMEOUT_ENV}={raw_timeout!r}: expected seconds") from None
-    joined = threading.Event()
-
-    def watchdog() -> None:
-        if joined.wait(timeout):
-            return
-        sys.stderr.write(
-            f"bigmodel-tf: error: the cluster did not come up within {timeout:g} s "
-            f"({_unreachable_peers(resolver)}); start every worker with the same command, check "
-            f"their addresses, or raise {CLUSTER_TIMEOUT_ENV}\n"
-        )
-        sys.stderr.flush()
-        os._exit(2)
-
-    threading.Thread(target=watchdog, name="cluster-watchdog", daemon=True).start()
-    strategy = tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
-    barrier(strategy)
-    joined.set()
-    return strategy
-
-
-def _unreachable_peers(resolver: ClusterResolver) -> str:
     me = (resolver.task_type, resolver.task_id)
-    found = []
-    for role, addresses in resolver.cluster_spec().as_dict().items():
-        for index, address in enumerate(addresses):
-            if (role, index) == me:
-                continue
-            host, _, port = address.rpartition(":")
-            try:
-                socket.create_connection((host, int(port)), timeout=2).close()
-            except OSError as e:
-                found.append(f"{role} {index} at {address}: {e.strerror or e}")
-    if not found:
-        return "every peer accepts connections, but not all of them joined"
-    return "unreachable: " + "; ".join(found)
+    peers = [
+        f"{role}/{index}/{address}"
+        for role, addresses in resolver.cluster_spec().as_dict().items()
+        for index, address in enumerate(addresses)
+        if (role, index) != me
+    ]
+    watchdog = subprocess.Popen(
+        [sys.executable, "-m", "bigmodel_tf.watchdog", str(os.getpid()), f"{timeout:g}", *peers],
+        stdin=subprocess.PIPE,
+    )
+    try:
+        strategy = tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
+        barrier(strategy)
+    except tf.errors.OpError as e:
+        address = resolver.cluster_spec().task_address(*me)
+        raise UserError(f"cannot start {me[0]} {me[1]} at {address}: {e.message}") from None
+    finally:
+        watchdog.stdin.close()  # the watchdog's signal to stand down
+        watchdog.wait()
+    return strategy
 
 
 def is_multiworker(strategy: tf.distribute.Strategy) -> bool:
@@ -264,6 +246,18 @@ def task_name(strategy: tf.distribute.Strategy) -> str:
     return f"{resolver.task_type} {resolver.task_id}"
 
 
+def describe(strategy: tf.distribute.Strategy) -> str:
+    """`MultiWorkerMirroredStrategy (worker 1): 2 replicas`, for the log."""
+    # By public name: MultiWorkerMirroredStrategy's class is CollectiveAllReduceStrategy.
+    kinds = {
+        "MultiWorkerMirroredStrategy": tf.distribute.MultiWorkerMirroredStrategy,
+        "MirroredStrategy": tf.distribute.MirroredStrategy,
+        "TPUStrategy": tf.distribute.TPUStrategy,
+    }
+    kind = next((n for n, k in kinds.items() if isinstance(strategy, k)), type(strategy).__name__)
+    return f"{kind} ({task_name(strategy)}): {strategy.num_replicas_in_sync} replicas"
+
+
 def gather_rows(strategy: tf.distribute.Strategy, row: Sequence[float]) -> np.ndarray:
     """Every worker's `row`, as an array `(replicas, len(row))` that all of them receive (a
     worker with several local replicas appears once per replica).
@@ -274,8 +268,18 @@ def gather_rows(strategy: tf.distribute.Strategy, row: Sequence[float]) -> np.nd
     value = tf.constant([row], tf.float64)  # (1, n)
     if not is_multiworker(strategy):
         return value.numpy()
-    per_replica = strategy.experimental_distribute_values_from_function(lambda _: value)
-    return strategy.gather(per_replica, axis=0).numpy()
+    return _gather_function(strategy)(value).numpy()
+
+
+@functools.cache
+def _gather_function(strategy: tf.distribute.Strategy):
+    # Traced once per row length: eager `strategy.gather` traces a new function at every call.
+    @tf.function(reduce_retracing=True)
+    def gather(value):
+        per_replica = strategy.experimental_distribute_values_from_function(lambda _: value)
+        return strategy.gather(per_replica, axis=0)
+
+    return gather
 
 
 def barrier(strategy: tf.distribute.Strategy) -> None:

@@ -29,7 +29,12 @@ import keras
 import tensorflow as tf
 
 from bigmodel_tf.data import check_name
-from bigmodel_tf.data.pipeline import evaluation_batches, num_batches, training_epochs
+from bigmodel_tf.data.pipeline import (
+    evaluation_batches,
+    fill_cache,
+    num_batches,
+    training_epochs,
+)
 from bigmodel_tf.errors import UserError
 from bigmodel_tf.io import read_json, write_json
 from bigmodel_tf.training.config import RunConfig, TrainConfig, set_value
@@ -37,6 +42,7 @@ from bigmodel_tf.training.distill import Distiller, student_of
 from bigmodel_tf.training.resume import StepBackup, StepSeeds, restore_agreed
 from bigmodel_tf.training.strategy import (
     barrier,
+    describe,
     from_chief,
     is_chief,
     is_multiworker,
@@ -244,12 +250,8 @@ def train(
             f"{strategy.num_replicas_in_sync} replicas"
         )
     if strategy.num_replicas_in_sync > 1:
-        print(
-            f"{type(strategy).__name__} ({task_name(strategy)}): "
-            f"{strategy.num_replicas_in_sync} replicas, "
-            f"{config.train.batch_size // strategy.num_replicas_in_sync} examples each per step",
-            file=sys.stderr,
-        )
+        per_replica = config.train.batch_size // strategy.num_replicas_in_sync
+        print(f"{describe(strategy)}, {per_replica} examples each per step", file=sys.stderr)
     if chief:
         return _train(config, task, strategy, run_dir, run_dir, run_dir / "backup", verbose)
     role = task_name(strategy).replace(" ", "-")
@@ -283,11 +285,14 @@ def _train(
         barrier(strategy)
     spec = task.prepare(config, out_dir)
     train_examples = task.examples(config, "train", spec)
+    validation_examples = task.examples(config, "validation", spec)
     if is_chief(strategy):
         barrier(strategy)
+    if strategy.num_replicas_in_sync > 1:
+        train_examples, validation_examples = map(fill_cache, (train_examples, validation_examples))
     batcher = task.batcher(config, spec, train_cfg.batch_size)
     steps_per_epoch = num_batches(train_examples, batcher)
-    validation = evaluation_batches(task.examples(config, "validation", spec), batcher)
+    validation = evaluation_batches(validation_examples, batcher)
     write_json(out_dir / "config.json", config.to_dict())
 
     with strategy.scope():

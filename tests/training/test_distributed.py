@@ -1,8 +1,11 @@
 """Distributed training on 127.0.0.1: 2 workers, a killed worker, 2 CPU replicas, bad clusters.
 
 Every run trains the tiny CNN for 2 epochs of 28 steps (global batch 128) without dropout, so
-that runs on different numbers of replicas take the same steps on the same data and differ only
-by floating-point summation order. Processes are bounded by timeouts and stopped by PID.
+that runs on 1 and 2 replicas take the same steps on the same data and differ only by the order
+of floating-point sums: 1.5e-8 in the weights after one step (measured). Training amplifies those
+differences, the more the less stable it is (after 56 steps: 2e-3 in the weights with this SGD,
+0.02 with the tiny CNN's AdamW at 3e-3), so the runs here use SGD at a small learning rate, whose
+loss curves agree to ~1e-5. Processes are bounded by timeouts and stopped by PID.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -25,11 +29,21 @@ from bigmodel_tf import training
 from bigmodel_tf.launch import tf_config
 from tests.helpers import TINY_CNN, cli_args, run_cli
 
-OVERRIDES = {**TINY_CNN, "model.dropout": 0.0, "train.epochs": 2, "train.backup_steps": 5}
+OVERRIDES = {
+    **TINY_CNN,
+    "model.dropout": 0.0,
+    "train.optimizer": "sgd",
+    "train.learning_rate": 0.01,
+    "train.weight_decay": 0.0,
+    "train.epochs": 2,
+    "train.backup_steps": 5,
+}
 TRAIN = ["train", "cnn", *cli_args(OVERRIDES), "--quiet"]
-# Largest weight difference allowed between runs on 1 and 2 replicas: only the order of
-# floating-point sums differs (measured: see the README's distribution section).
-REPLICA_TOLERANCE = 1e-5
+# Runs on 1 and 2 replicas: the loss curves' largest relative difference, and the weights'
+# largest absolute difference (measured: ~1e-5 and 1.9e-3; a learning rate 1% off moves the
+# second epoch's loss by 2e-3, twice the gradient by 50%).
+LOSS_RTOL = 1e-4
+WEIGHT_ATOL = 1e-2
 
 
 def weights(run_dir: Path) -> list[np.ndarray]:
@@ -44,6 +58,24 @@ def max_difference(a: list[np.ndarray], b: list[np.ndarray]) -> float:
 def digests(stderr: str) -> dict[str, str]:
     """`{worker: final weights sha256}` from a launch's output."""
     return dict(re.findall(r"\[worker \d+\] (worker \d+) final weights sha256 (\w+)", stderr))
+
+
+def loss_curve(run_dir: Path) -> np.ndarray:
+    """`(epochs, 2)`: each epoch's training and validation loss from history.csv."""
+    rows = (run_dir / "history.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    columns = [header.index("loss"), header.index("val_loss")]
+    return np.array([[float(row.split(",")[i]) for i in columns] for row in rows[1:]])
+
+
+def assert_equivalent(run_dir: Path, reference: Path, what: str) -> None:
+    curves = loss_curve(run_dir), loss_curve(reference)
+    weights_apart = max_difference(weights(run_dir), weights(reference))
+    loss_apart = float(np.max(np.abs(curves[0] / curves[1] - 1)))
+    print(f"{what}: loss curves {loss_apart:.2g} apart (relative), weights {weights_apart:.2g}")
+    assert curves[0].shape == (2, 2)
+    np.testing.assert_allclose(curves[0], curves[1], rtol=LOSS_RTOL)
+    assert weights_apart <= WEIGHT_ATOL
 
 
 def launch_args(run_dir: Path) -> list[str]:
@@ -89,11 +121,7 @@ def test_two_workers_agree_and_match_one_process(two_workers, single_process):
     assert list(scratch.iterdir()) == []  # the other worker's temporary folder is gone
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["replicas"] == 2
-    difference = max_difference(weights(run_dir), weights(single_process))
-    print(f"2 workers vs 1 process: largest weight difference {difference:.3g}")
-    assert difference <= REPLICA_TOLERANCE
-    reference = json.loads((single_process / "metrics.json").read_text())
-    assert metrics["test"]["accuracy"] == pytest.approx(reference["test"]["accuracy"], abs=2e-3)
+    assert_equivalent(run_dir, single_process, "2 workers vs 1 process")
 
 
 def test_killed_worker_resumes_on_every_worker_at_the_backed_up_step(tmp_path, two_workers):
@@ -164,23 +192,7 @@ def test_two_cpu_replicas_follow_the_default_strategys_loss_curve(tmp_path, sing
     )
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert "MirroredStrategy (main): 2 replicas, 64 examples each per step" in trained.stderr
-    curves = []
-    for run in (run_dir, single_process):
-        rows = (run / "history.csv").read_text().splitlines()
-        header = rows[0].split(",")
-        curves.append(
-            np.array(
-                [
-                    [float(row.split(",")[header.index(k)]) for k in ("loss", "val_loss")]
-                    for row in rows[1:]
-                ]
-            )
-        )
-    print(f"2 CPU replicas vs default: loss curves {curves[0].tolist()} vs {curves[1].tolist()}")
-    np.testing.assert_allclose(curves[0], curves[1], rtol=1e-5)
-    difference = max_difference(weights(run_dir), weights(single_process))
-    print(f"2 CPU replicas vs default: largest weight difference {difference:.3g}")
-    assert difference <= REPLICA_TOLERANCE
+    assert_equivalent(run_dir, single_process, "2 CPU replicas vs default strategy")
 
 
 def test_malformed_tf_config_is_one_line_error():
@@ -198,14 +210,7 @@ def test_malformed_tf_config_is_one_line_error():
 
 def test_unreachable_peer_is_a_clear_error_within_the_timeout(tmp_path):
     # Worker 1 of 2, whose chief (worker 0, on a port nothing listens on) never comes up.
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        absent = s.getsockname()[1]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        own = s.getsockname()[1]
+    absent, own = free_ports(2)
     started = time.monotonic()
     result = run_cli(
         *TRAIN,
@@ -216,10 +221,20 @@ def test_unreachable_peer_is_a_clear_error_within_the_timeout(tmp_path):
     )
     seconds = time.monotonic() - started
     print(f"unreachable peer: exit {result.returncode} after {seconds:.1f} s")
-    assert result.returncode == 2
+    assert result.returncode == -signal.SIGKILL  # by the watchdog: TensorFlow blocks in C++
     assert (
-        f"the cluster did not come up within 10 s (unreachable: worker 0 at 127.0.0.1:{absent}: "
-        "Connection refused)" in result.stderr
+        "bigmodel-tf: error: the cluster did not come up within 10 s (unreachable: worker 0 at "
+        f"127.0.0.1:{absent}: Connection refused)" in result.stderr
     ), result.stderr[-2000:]
     assert seconds < 60
     assert not (tmp_path / "run").exists()
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports

@@ -46,6 +46,7 @@ def fit(model, backup, step=0, extra=()):
         initial_epoch=step // STEPS_PER_EPOCH,
         steps_per_epoch=STEPS_PER_EPOCH,
         callbacks=[backup, *extra],
+        shuffle=False,
         verbose=0,
     )
 

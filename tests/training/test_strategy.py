@@ -17,6 +17,7 @@ from bigmodel_tf.training.strategy import (
     resolve_strategy,
     task_name,
 )
+from tests.helpers import run_cli
 
 
 def test_cli_strategies_match_the_config():
@@ -120,3 +121,10 @@ def test_launch_tf_config_is_what_tensorflow_reads():
         "cluster": {"worker": ["127.0.0.1:1000", "127.0.0.1:1001", "127.0.0.1:1002"]},
         "task": {"type": "worker", "index": 2},
     }
+
+
+def test_tpu_strategy_without_a_tpu_is_a_one_line_error():
+    result = run_cli("train", "cnn", "--strategy", "tpu", "--epochs", "1", timeout=120)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bigmodel-tf train: error: no TPU found: ")
