@@ -6,12 +6,13 @@
 
 Each worker is `python -m bigmodel_tf COMMAND` with a `TF_CONFIG` naming every worker's address
 on 127.0.0.1 and its own index; worker 0 is the chief. Their output is streamed line by line with
-a `[worker i]` prefix. If a worker fails, the others are killed (SIGKILL: TensorFlow's workers
-take SIGTERM as a preemption notice and keep waiting for the lost peer) and the launcher returns
-the chief's exit status; running the same command again resumes every worker from its last
-backup. Each worker's temporary files go to a folder of the launcher's, removed when it ends, so
-that a killed worker leaves nothing behind. This module does not import TensorFlow: the launcher
-stays small beside its workers.
+a `[worker i]` prefix. If a worker fails, the others get a few seconds to end by themselves
+(when they fail for the same reason, that reports their own status) and are then killed (SIGKILL:
+TensorFlow's workers take SIGTERM as a preemption notice and keep waiting for the lost peer); the
+launcher returns the chief's exit status. Running the same command again resumes every worker
+from its last backup. Each worker's temporary files go to a folder of the launcher's, removed
+when it ends, so that a killed worker leaves nothing behind. This module does not import
+TensorFlow: the launcher stays small beside its workers.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from bigmodel_tf.errors import UserError
 
 HOST = "127.0.0.1"
 MAX_WORKERS = 64
+# Seconds the other workers get to end by themselves once one has failed.
+GRACE = 5.0
 
 
 def tf_config(ports: Sequence[int], index: int) -> str:
@@ -190,7 +193,7 @@ def _supervise(processes: list[subprocess.Popen], say) -> None:
             reported.add(index)
             if status != 0:
                 say(f"worker {index} {_describe(status)}; stopping the others")
-                _stop(processes)
+                _stop(processes, GRACE)
                 return
         time.sleep(0.1)
     for index, process in enumerate(processes):
@@ -198,9 +201,13 @@ def _supervise(processes: list[subprocess.Popen], say) -> None:
             say(f"worker {index} {_describe(process.returncode)}")
 
 
-def _stop(processes: list[subprocess.Popen]) -> None:
-    """Kills every running worker (SIGKILL: see the module's docstring) and reaps it."""
+def _stop(processes: list[subprocess.Popen], grace: float = 0.0) -> None:
+    """Kills (SIGKILL: see the module's docstring) and reaps every worker still running after
+    `grace` seconds."""
+    deadline = time.monotonic() + grace
     for process in processes:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
         if process.poll() is None:
             process.kill()
             process.wait()
