@@ -64,7 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         help="train a model (resumes an interrupted run of the same config)",
         description="Train a model family on a dataset. Re-running the same command resumes an "
-        "interrupted run from its last backed-up epoch; a finished run is not trained again.",
+        "interrupted run at its last backup (every train.backup_steps steps and every epoch "
+        "end); a finished run is not trained again. The same command runs on several GPUs, and "
+        "as one worker of a cluster when TF_CONFIG or a Slurm job step names several (see "
+        "`bigmodel-tf launch --help`).",
     )
     train.add_argument("model", choices=FAMILIES, help="model family")
     train.add_argument("--dataset", help="embedded dataset (see `datasets`) or tfds:NAME")
@@ -103,7 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         usage="%(prog)s --workers N [--port-base P] -- train MODEL [train options]",
     )
-    launch.add_argument("--workers", type=int, required=True, help="number of worker processes")
+    launch.add_argument(
+        "--workers", type=int, required=True, metavar="N", help="number of worker processes"
+    )
     launch.add_argument(
         "--port-base",
         type=int,

@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from bigmodel_tf.errors import UserError
+from bigmodel_tf.training import keras_patches
 from bigmodel_tf.training.config import STRATEGIES
 
 CLUSTER_TIMEOUT_ENV = "BIGMODEL_TF_CLUSTER_TIMEOUT"
@@ -194,9 +195,7 @@ def _tpu_strategy() -> tf.distribute.TPUStrategy:
 
 def _multiworker_strategy(resolver: ClusterResolver) -> tf.distribute.MultiWorkerMirroredStrategy:
     """MultiWorkerMirroredStrategy once every worker has joined, or the process ends within the
-    timeout, killed by `bigmodel_tf.watchdog` (TensorFlow would wait up to an hour)."""
-    from bigmodel_tf.training import keras_patches
-
+    timeout, killed by `bigmodel_tf.watchdog` (TensorFlow itself did not give up within minutes)."""
     keras_patches.apply()
     raw_timeout = os.environ.get(CLUSTER_TIMEOUT_ENV, "300")
     try:
