@@ -16,8 +16,9 @@ from bigmodel_tf.training import keras_patches
 
 def test_keras_is_still_the_code_the_patches_were_written_for():
     # If this fails, Keras changed a function bigmodel_tf patches for MultiWorkerMirroredStrategy:
-    # check whether keras-team/keras#20585 is fixed (test_unpatched_keras_still_fails below),
-    # then update or delete bigmodel_tf/training/keras_patches.py and its FINGERPRINTS.
+    # check whether keras-team/keras#20585 is fixed (-m slow runs
+    # test_unpatched_keras_still_fails_under_multiworker), then update or delete
+    # bigmodel_tf/training/keras_patches.py and its FINGERPRINTS.
     assert keras_patches.changed() == [], f"Keras {keras.__version__}"
 
 
