@@ -25,7 +25,13 @@ def epoch_seed(seed: int, epoch: int | tf.Tensor) -> int | tf.Tensor:
 
 
 def training_epochs(
-    examples: tf.data.Dataset, batcher: Batcher, *, seed: int, first_epoch: int, epochs: int
+    examples: tf.data.Dataset,
+    batcher: Batcher,
+    *,
+    seed: int,
+    first_epoch: int,
+    epochs: int,
+    steps_per_epoch: int | None = None,
 ) -> tf.data.Dataset:
     """Epochs `first_epoch .. epochs-1` of `examples`, each shuffled by (seed, epoch) then batched.
 
@@ -36,6 +42,7 @@ def training_epochs(
         seed: int. The run's seed.
         first_epoch: int. The first epoch to produce (0, or the epoch a resumed run restarts at).
         epochs: int. One past the last epoch.
+        steps_per_epoch: int. Batches to keep of each epoch (its first ones); None keeps all.
     """
     buffer = min(int(examples.cardinality()), MAX_SHUFFLE_BUFFER)
     if buffer <= 0:  # unknown or infinite cardinality
@@ -45,7 +52,8 @@ def training_epochs(
         shuffled = examples.shuffle(
             buffer, seed=epoch_seed(seed, epoch), reshuffle_each_iteration=False
         )
-        return batcher(shuffled)
+        batches = batcher(shuffled)
+        return batches.take(steps_per_epoch) if steps_per_epoch else batches
 
     return tf.data.Dataset.range(first_epoch, epochs).flat_map(one_epoch).prefetch(AUTOTUNE)
 

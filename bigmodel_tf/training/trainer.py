@@ -140,7 +140,8 @@ def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     return found
 
 
-def _optimizer(train: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+def make_optimizer(train: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    """The optimizer and learning-rate schedule `train` asks for (over its epochs)."""
     total = train.epochs * steps_per_epoch
     warmup = min(int(train.warmup_epochs * steps_per_epoch), total - 1)
     learning_rate: Any = train.learning_rate
@@ -256,6 +257,8 @@ def train(
     batcher = task.batcher(config, spec, train_cfg.batch_size)
     train_examples = task.examples(config, "train", spec)
     steps_per_epoch = num_batches(train_examples, batcher)
+    if train_cfg.max_steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, train_cfg.max_steps_per_epoch)
     validation = evaluation_batches(task.examples(config, "validation", spec), batcher)
     write_json(run_dir / "config.json", config.to_dict())
 
@@ -269,7 +272,7 @@ def train(
                 temperature=train_cfg.distill_temperature,
             )
         model.compile(
-            optimizer=_optimizer(train_cfg, steps_per_epoch),
+            optimizer=make_optimizer(train_cfg, steps_per_epoch),
             jit_compile=train_cfg.jit_compile,
             **task.compile_args(config),
         )
@@ -317,6 +320,7 @@ def train(
             seed=train_cfg.seed,
             first_epoch=first_epoch,
             epochs=train_cfg.epochs,
+            steps_per_epoch=steps_per_epoch,
         ),
         epochs=train_cfg.epochs,
         steps_per_epoch=steps_per_epoch,
