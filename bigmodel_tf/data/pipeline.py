@@ -57,6 +57,7 @@ def training_epochs(
     first_epoch: int,
     epochs: int,
     first_step: int = 0,
+    steps_per_epoch: int | None = None,
 ) -> tf.data.Dataset:
     """Epochs `first_epoch .. epochs-1` of `examples`, each shuffled by (seed, epoch) then batched,
     from batch `first_step` of the first.
@@ -70,6 +71,7 @@ def training_epochs(
         epochs: int. One past the last epoch.
         first_step: int. Batches of the first epoch to skip (a run resumed mid-epoch). Defaults
             to 0.
+        steps_per_epoch: int. Batches to keep of each epoch (its first ones); None keeps all.
     """
     buffer = min(int(examples.cardinality()), MAX_SHUFFLE_BUFFER)
     if buffer <= 0:  # unknown or infinite cardinality
@@ -79,7 +81,8 @@ def training_epochs(
         shuffled = examples.shuffle(
             buffer, seed=epoch_seed(seed, epoch), reshuffle_each_iteration=False
         )
-        return batcher(shuffled)
+        batches = batcher(shuffled)
+        return batches.take(steps_per_epoch) if steps_per_epoch else batches
 
     batches = tf.data.Dataset.range(first_epoch, epochs).flat_map(one_epoch).skip(first_step)
     return shard_by_data(batches.prefetch(AUTOTUNE))

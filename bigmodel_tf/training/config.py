@@ -40,6 +40,9 @@ class TrainConfig:
     # Rescales the whole gradient when its norm exceeds this (0: never); recurrent nets need it
     # against the occasional exploding gradient.
     global_clipnorm: float = option(0.0, min=0.0)
+    # Caps the batches of each epoch (0: the whole training split), for smoke tests and the
+    # benchmarks' quick mode; each epoch still draws its batches from a fresh (seed, epoch) shuffle.
+    max_steps_per_epoch: int = option(0, min=0)
     # 0 disables early stopping: the cosine schedule expects the run to go to its end.
     early_stopping_patience: int = option(0, min=0)
     seed: int = option(1, min=0, max=2**31 - 1)

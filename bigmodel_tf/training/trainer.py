@@ -134,7 +134,9 @@ def _check_run_dir(config: RunConfig, run_dir: Path, overwrite: bool) -> bool:
                 f"{run_dir} holds a {previous.get('family')!r} run, not {config.family!r}; "
                 "choose another --run-dir"
             )
-        differences = _differences(previous, config.to_dict())
+        # Read back through the dataclasses: options added since the run was made take their
+        # defaults, which keep the behaviour the run had.
+        differences = _differences(config_from_dict(previous).to_dict(), config.to_dict())
         if differences:
             raise UserError(
                 f"{run_dir} holds a run with a different config ({'; '.join(differences[:4])}); "
@@ -157,7 +159,8 @@ def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     return found
 
 
-def _optimizer(train: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+def make_optimizer(train: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    """The optimizer and learning-rate schedule `train` asks for (over its epochs)."""
     total = train.epochs * steps_per_epoch
     warmup = min(int(train.warmup_epochs * steps_per_epoch), total - 1)
     learning_rate: Any = train.learning_rate
@@ -292,6 +295,8 @@ def _train(
         train_examples, validation_examples = map(fill_cache, (train_examples, validation_examples))
     batcher = task.batcher(config, spec, train_cfg.batch_size)
     steps_per_epoch = num_batches(train_examples, batcher)
+    if train_cfg.max_steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, train_cfg.max_steps_per_epoch)
     validation = evaluation_batches(validation_examples, batcher)
     write_json(out_dir / "config.json", config.to_dict())
 
@@ -305,7 +310,7 @@ def _train(
                 temperature=train_cfg.distill_temperature,
             )
         model.compile(
-            optimizer=_optimizer(train_cfg, steps_per_epoch),
+            optimizer=make_optimizer(train_cfg, steps_per_epoch),
             jit_compile=train_cfg.jit_compile,
             **task.compile_args(config),
         )
@@ -361,6 +366,7 @@ def _train(
             first_epoch=first_epoch,
             epochs=train_cfg.epochs,
             first_step=first_step,
+            steps_per_epoch=steps_per_epoch,
         ),
         epochs=train_cfg.epochs,
         initial_epoch=first_epoch,

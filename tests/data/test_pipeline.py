@@ -3,7 +3,9 @@ import tensorflow as tf
 from bigmodel_tf.data.pipeline import num_batches, training_epochs
 
 
-def batches(first_epoch: int, epochs: int, seed: int = 3, first_step: int = 0) -> list[list[int]]:
+def batches(
+    first_epoch: int, epochs: int, seed: int = 3, first_step: int = 0, steps=None
+) -> list[list[int]]:
     examples = tf.data.Dataset.range(10)
     ds = training_epochs(
         examples,
@@ -12,6 +14,7 @@ def batches(first_epoch: int, epochs: int, seed: int = 3, first_step: int = 0) -
         first_epoch=first_epoch,
         epochs=epochs,
         first_step=first_step,
+        steps_per_epoch=steps,
     )
     return [b.tolist() for b in ds.as_numpy_iterator()]
 
@@ -28,6 +31,11 @@ def test_epoch_order_depends_only_on_seed_and_epoch():
     assert all(e == list(range(10)) for e in epochs)
     assert full[0:3] != full[3:6]
     assert batches(0, 4, seed=4) != full
+
+
+def test_capped_epochs_are_the_first_batches_of_each_full_epoch():
+    full = batches(0, 3)
+    assert batches(0, 3, steps=2) == full[0:2] + full[3:5] + full[6:8]
 
 
 def test_num_batches_counts_partial_batches():

@@ -1,0 +1,94 @@
+"""Benchmarks: speed, utilisation, inference, generation and quality, measured side by side.
+
+>>> from bigmodel_tf import bench
+>>> figures = bench.run(["train"], quick=True)       # toy sizes, a few seconds
+>>> bench.write_results(Path("benchmarks/results.json"), figures, quick=False)
+
+`scripts/bench.py` is the command line over `run`, `write_results` and the README tables.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from bigmodel_tf.bench.results import Figure, render_tables, update_readme, write_results
+from bigmodel_tf.errors import UserError
+
+SUITES = ("peak", "train", "generation", "inference", "quality")
+
+
+def parse_suites(text: str) -> list[str]:
+    """`"train,quality"` → the suites in run order; an unknown name is a `UserError`."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = sorted(set(names) - set(SUITES))
+    if unknown or not names:
+        raise UserError(f"--only {text!r}: choose from {', '.join(SUITES)}")
+    return [suite for suite in SUITES if suite in names]
+
+
+def run(
+    suites: Sequence[str] = SUITES,
+    *,
+    quick: bool = False,
+    rounds: int | None = None,
+    log: Callable[[str], None] = print,
+    on_suite: Callable[[list[Figure]], None] = lambda figures: None,
+) -> list[Figure]:
+    """Runs `suites` (all by default) and returns their figures.
+
+    `generation`, `inference` and `quality` measure each family's default training run
+    (`runs/<family>/<dataset>-default-<hash>/`), training it first if it has not finished: the
+    GRU LM's takes ~30 minutes. `quick` trains toy models for a few steps in a temporary
+    folder instead and times fewer rounds, to check the harness, not to be quoted.
+
+    Args:
+        suites: sequence of str. From `SUITES`.
+        quick: bool. Toy sizes. Defaults to `False`.
+        rounds: int. Timed rounds per speed figure. Defaults to 5 (2 with `quick`).
+        log: callable. Receives progress lines. Defaults to `print`.
+        on_suite: callable. Receives the figures so far after each suite, e.g. to save them
+            before a long suite starts. Defaults to nothing.
+    """
+    from bigmodel_tf.bench import suites as benchmarks  # imports TensorFlow
+
+    rounds = rounds or (2 if quick else 5)
+    figures: list[Figure] = []
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch) if quick else None
+        needs_runs = {"generation", "inference", "quality"} & set(suites)
+        runs = {}
+        for family in benchmarks.FAMILIES if needs_runs else ():
+            log(f"[runs] {family.name}: the default run (trained unless it has finished)")
+            runs[family.name] = benchmarks.quality_run(family, quick, root)
+        if {"peak", "train"} & set(suites):
+            log("[peak] fp32 matmul")
+            peak, peak_figures = benchmarks.matmul_peak(quick, rounds)
+            figures += peak_figures if "peak" in suites else []
+        for suite in suites:
+            for family in benchmarks.FAMILIES:
+                if suite == "train":
+                    log(f"[train] {family.name}: ours against NumPy-into-fit, {rounds} rounds")
+                    figures += benchmarks.training_throughput(family, quick, rounds, peak)
+                elif suite == "generation" and family.name == "gru-lm":
+                    log(f"[generation] {family.name}: stateful against rerun-prefix")
+                    figures += benchmarks.generation_speed(runs[family.name], quick, rounds)
+                elif suite == "inference":
+                    log(f"[inference] {family.name}: export and measure every variant")
+                    figures += benchmarks.inference(family, runs[family.name], quick)
+                elif suite == "quality":
+                    figures += benchmarks.quality(family, runs[family.name])
+            on_suite(figures)
+    return figures
+
+
+__all__ = [
+    "SUITES",
+    "Figure",
+    "parse_suites",
+    "render_tables",
+    "run",
+    "update_readme",
+    "write_results",
+]

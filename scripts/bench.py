@@ -1,0 +1,71 @@
+#!/usr/bin/env python
+"""Measures speed, utilisation, inference, generation and quality; writes
+benchmarks/results.json and regenerates the README's results tables from it.
+
+    python scripts/bench.py                      # everything (trains the default runs if missing)
+    python scripts/bench.py --only train,peak    # some suites; the others' figures are kept
+    python scripts/bench.py --quick              # toy sizes in a few minutes: checks the harness
+
+Run it from the repository's .venv (`source scripts/setup.sh` first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--only",
+        default="peak,train,generation,inference,quality",
+        help="comma-separated suites: peak, train, generation, inference, quality (default: all)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="toy models and few rounds; writes benchmarks/quick-results.json, not the README",
+    )
+    parser.add_argument("--rounds", type=int, help="timed rounds per figure (default 5, quick 2)")
+    parser.add_argument("--out", type=Path, help="results file (default: benchmarks/results.json)")
+    args = parser.parse_args(argv)
+
+    from bigmodel_tf import bench
+    from bigmodel_tf.errors import UserError
+    from bigmodel_tf.io import import_tensorflow_quietly, read_json
+
+    update_readme = args.out is None and not args.quick
+    default = "benchmarks/quick-results.json" if args.quick else "benchmarks/results.json"
+    out = args.out.resolve() if args.out else ROOT / default
+    os.chdir(ROOT)  # runs/ and benchmarks/ are the repository's
+
+    def save(figures: list) -> None:
+        # After every suite, so that an interrupted run keeps what it measured.
+        results = bench.write_results(out, figures, quick=args.quick)
+        if update_readme:
+            bench.update_readme(ROOT / "README.md", bench.render_tables(results))
+
+    try:
+        suites = bench.parse_suites(args.only)
+        if args.rounds is not None and args.rounds < 1:
+            raise UserError(f"--rounds must be >= 1, got {args.rounds}")
+        import_tensorflow_quietly()
+        bench.run(suites, quick=args.quick, rounds=args.rounds, on_suite=save)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(bench.render_tables(read_json(out)))
+    print(f"\nwrote {out}" + (" and the README's results tables" if update_readme else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""`scripts/bench.py --quick`: the harness runs end to end and writes well-formed results.
+
+Toy models and two rounds: the figures are checked for form, never for speed.
+"""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+# The names issue 8 fixes for the families that exist so far.
+REQUIRED = {
+    "machine.matmul_peak",
+    "cnn.mnist5k.test_accuracy",
+    "gru_lm.shakespeare.test_loss_nats",
+    "gru_lm.generate_speedup",
+    *(
+        f"train.{family}.{what}"
+        for family in ("cnn", "gru_lm")
+        for what in ("throughput_ratio", "mfu")
+    ),
+    *(
+        f"export.{family}.{what}"
+        for family in ("cnn", "gru_lm")
+        for what in ("int8_size_ratio", "int8_latency_ratio", "int8_metric_delta")
+    ),
+}
+
+
+def bench(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_quick_run_writes_every_figure_and_leaves_the_readme_alone(tmp_path):
+    readme = (ROOT / "README.md").read_text()
+    out = tmp_path / "results.json"
+    result = bench("--quick", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert results["quick"] is True and results["date"]
+    figures = {figure["name"]: figure for figure in results["figures"]}
+    assert set(figures) >= REQUIRED, REQUIRED - set(figures)
+    for figure in figures.values():
+        assert math.isfinite(figure["value"]), figure
+        assert figure["command"].startswith(("python scripts/bench.py", "bigmodel-tf ")), figure
+        assert (figure["met"] is None) == (figure["target"] is None), figure
+    assert figures["train.cnn.throughput_ratio"]["value"] > 0
+    assert 0 < figures["train.cnn.mfu"]["value"] < 1
+    assert 0 <= figures["cnn.mnist5k.test_accuracy"]["value"] <= 1
+    assert "**train**" in result.stdout
+    assert (ROOT / "README.md").read_text() == readme
+
+
+def test_an_unknown_suite_is_one_clear_line():
+    result = bench("--only", "speed")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: --only 'speed': choose from peak, train, generation, inference, quality"
+    )

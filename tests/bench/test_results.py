@@ -1,0 +1,62 @@
+"""results.json and the README tables generated from it."""
+
+import json
+
+import pytest
+
+from bigmodel_tf.bench.results import (
+    README_BEGIN,
+    README_END,
+    Figure,
+    render_tables,
+    target_met,
+    update_readme,
+    write_results,
+)
+
+
+@pytest.mark.parametrize(
+    ("value", "target", "met"),
+    [(1.5, ">= 1.5", True), (1.49, ">= 1.5", False), (1.6, "<= 1.60", True), (0.3, "< 0.3", False)],
+)
+def test_targets_are_checked_with_their_operator(value, target, met):
+    assert target_met(value, target) is met
+    assert Figure("x", value, "x", "s", target=target).met is met
+
+
+def test_a_malformed_target_is_refused():
+    with pytest.raises(ValueError, match="not '<op> <number>'"):
+        target_met(1.0, "about 2")
+
+
+def test_a_suite_run_again_replaces_only_its_own_figures(tmp_path):
+    path = tmp_path / "results.json"
+    write_results(
+        path, [Figure("a.one", 1.0, "x", "a"), Figure("b.one", 2.0, "x", "b")], quick=False
+    )
+    results = write_results(path, [Figure("a.two", 3.0, "x", "a", target=">= 5")], quick=False)
+    assert json.loads(path.read_text()) == results
+    figures = {f["name"]: f for f in results["figures"]}
+    assert set(figures) == {"b.one", "a.two"}
+    assert figures["a.two"]["met"] is False and figures["b.one"]["met"] is None
+    assert {"cpu", "cores", "memory_gib"} <= set(results["machine"])
+    assert {"tensorflow", "keras", "keras-hub", "ai-edge-litert"} <= set(results["versions"])
+
+
+def test_tables_show_each_suite_and_the_readme_block_is_replaced(tmp_path):
+    results = write_results(
+        tmp_path / "results.json",
+        [Figure("t.ratio", 1.234, "x", "train", target=">= 1.5", spread=[1.1, 1.3], command="c")],
+        quick=False,
+    )
+    tables = render_tables(results)
+    assert "**train**" in tables
+    assert "| `t.ratio` | 1.23 x | [1.1, 1.3] | >= 1.5 | **no** |  | `c` |" in tables
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n{README_BEGIN}\nold\n{README_END}\n\nafter\n")
+    update_readme(readme, tables)
+    text = readme.read_text()
+    assert "old" not in text and tables in text and text.endswith(f"{README_END}\n\nafter\n")
+    readme.write_text("no markers")
+    with pytest.raises(ValueError, match="no <!-- bench:begin"):
+        update_readme(readme, tables)
