@@ -21,6 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 FAMILIES = (
     "cnn",
     "gru-lm",
+    "seq2seq",
 )  # kept in step with training.tasks.TASKS by a test; avoids importing TF for --help
 
 
@@ -49,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--preset",
         default="default",
-        help="named model config (cnn: default, seed, small; gru-lm: default, seed)",
+        help="named model config (cnn: default, seed, small; gru-lm: default, seed; "
+        "seq2seq: default, luong)",
     )
     train.add_argument("--epochs", type=int, help="shorthand for --set train.epochs=N")
     train.add_argument("--batch-size", type=int, help="global batch size (train.batch_size)")
@@ -142,6 +144,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     generate.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
 
+    transduce = commands.add_parser(
+        "transduce",
+        help="pronounce words with a trained seq2seq run",
+        description="Print the phonemes of each WORD from a seq2seq run's best checkpoint, one "
+        "line per word (`word<TAB>phonemes`). Words are lowercased when the training words "
+        "were; an empty word, one longer than the model's model.max_source_length or one with "
+        "characters the model never saw is refused (nothing is truncated).",
+    )
+    transduce.add_argument("run_dir", type=Path)
+    transduce.add_argument("words", nargs="+", metavar="WORD")
+    transduce.add_argument(
+        "--beam",
+        type=int,
+        metavar="K",
+        help="beam width; 1 decodes greedily (default: the run's model.beam_width)",
+    )
+    transduce.add_argument(
+        "--plot-attention",
+        type=Path,
+        metavar="PNG",
+        help="also draw each word's attention weights as a heatmap (needs matplotlib)",
+    )
+
     board = commands.add_parser("tensorboard", help="serve a run's TensorBoard logs on 127.0.0.1")
     board.add_argument("run_dir", type=Path)
     board.add_argument("--port", type=int, default=6006, help="port (0 picks a free one)")
@@ -225,6 +250,16 @@ def _generate(args: argparse.Namespace) -> None:
     print(args.prompt + text)
 
 
+def _transduce(args: argparse.Namespace) -> None:
+    from bigmodel_tf.training import transduce
+
+    outputs = transduce(args.run_dir, args.words, args.beam, args.plot_attention)
+    for word, output in zip(args.words, outputs, strict=True):
+        print(f"{word}\t{output}")
+    if args.plot_attention:
+        print(f"attention heatmaps: {args.plot_attention}", file=sys.stderr)
+
+
 def _tensorboard(args: argparse.Namespace) -> None:
     from bigmodel_tf.training import start_tensorboard
 
@@ -254,6 +289,7 @@ COMMANDS = {
     "export": _export,
     "verify": _verify,
     "generate": _generate,
+    "transduce": _transduce,
     "tensorboard": _tensorboard,
     "datasets": _datasets,
 }

@@ -30,6 +30,20 @@ TINY_GRU_LM = {
     "train.jit_compile": True,
 }
 
+# A one-layer bi-GRU of 32 units a direction, trained for a few hundred steps: enough to learn
+# most letter-to-sound rules of CMUdict in well under a minute (see test_seq2seq_task.py).
+TINY_SEQ2SEQ = {
+    "model.embedding_dim": 16,
+    "model.units": 32,
+    "model.encoder_layers": 1,
+    "model.attention_units": 32,
+    "model.dropout": 0.0,
+    "model.beam_width": 3,
+    "train.epochs": 1,
+    "train.max_steps_per_epoch": 300,
+    "train.learning_rate": 0.01,
+}
+
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 600):
     """Runs `bigmodel-tf ARGS` in a subprocess; returns the CompletedProcess (text)."""

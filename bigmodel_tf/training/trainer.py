@@ -338,7 +338,10 @@ def train(
         "family": config.family,
         "dataset": config.dataset,
         "validation": best.evaluate(validation, return_dict=True, verbose=0),
-        "test": best.evaluate(test, return_dict=True, verbose=0),
+        "test": {
+            **best.evaluate(test, return_dict=True, verbose=0),
+            **task.extra_metrics(config, spec, best, "test"),
+        },
         "epochs_trained_this_invocation": train_cfg.epochs - first_epoch,
         "train_seconds_this_invocation": round(seconds, 2),
         "parameters": int(best.count_params()),
@@ -398,4 +401,7 @@ def evaluate(
     batches = evaluation_batches(
         task.examples(config, split, spec), task.batcher(config, spec, config.train.batch_size)
     )
-    return model.evaluate(batches, return_dict=True, verbose=verbose)
+    return {
+        **model.evaluate(batches, return_dict=True, verbose=verbose),
+        **task.extra_metrics(config, spec, model, split),
+    }

@@ -1,0 +1,1 @@
+"""Reusable Keras layers (each in its own module)."""
