@@ -1,9 +1,12 @@
 """Sequence-to-sequence data: a word's characters in, its target tokens out (G2P: phonemes).
 
-Sources are split into Unicode characters, targets into whitespace-separated tokens (ARPAbet
-phonemes for `cmudict`); each side has its own Keras `StringLookup`, built from the training
-split and kept in the run directory. Ids 0 and 1 of both sides are padding and the OOV token;
-the target side adds start and end tokens at 2 and 3. A training example is teacher forcing:
+Sources are `cmudict`'s words or the first column of a `pairs:PATH` file (UTF-8
+`source<TAB>target` lines, e.g. Tatoeba/Anki sentence pairs). Sources are split into Unicode
+characters, targets into whitespace-separated tokens (ARPAbet phonemes for `cmudict`, words
+with their punctuation for sentence pairs); each side has its own Keras `StringLookup`, built
+from the training split and kept in the run directory. Ids 0 and 1 of both sides are padding
+and the OOV token; the target side adds start and end tokens at 2 and 3. A training example
+is teacher forcing:
 
     source          c  a  t                    (characters, padded with 0 in a batch)
     decoder inputs  <s> K  AE1 T
@@ -15,6 +18,7 @@ the target side adds start and end tokens at 2 and 3. A training example is teac
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,13 +27,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bigmodel_tf.data import load
+from bigmodel_tf.data import PAIRS_PREFIX, load
 from bigmodel_tf.errors import UserError
 from bigmodel_tf.io import read_json, write_json
 
 PAD_TOKEN, OOV_TOKEN, START_TOKEN, END_TOKEN = "", "[UNK]", "<s>", "</s>"
 PAD_ID, OOV_ID, START_ID, END_ID = 0, 1, 2, 3
 VOCABULARY_FILE = "vocabulary.json"
+# A `pairs:PATH` file's splits.
+PAIRS_SPLITS = ("train", "validation", "test")
 # CMUdict's most pronunciations of one word (`reference_batches` keeps no more).
 MAX_REFERENCES = 4
 # Batches group examples of similar length (the longer of source and target), so that little
@@ -71,7 +77,7 @@ class Seq2SeqSpec:
     @property
     def lowercase(self) -> bool:
         """Whether inputs are lowercased first: the training sources had no capitals."""
-        return all(token == token.lower() for token in self.source_vocabulary)
+        return all(token == token.lower() for token in self.source_vocabulary[2:])
 
 
 def token_lookup(vocabulary: Sequence[str], *, invert: bool = False) -> keras.layers.StringLookup:
@@ -102,11 +108,62 @@ def strip_stress(pronunciation: str) -> str:
 
 
 def references(dataset: str, split: str) -> tf.data.Dataset:
-    """`(source, targets)` string pairs of `split`: one word and all its pronunciations."""
+    """`(source, targets)` string pairs of `split`: a word and all its pronunciations (or a
+    sentence and all its translations), from `cmudict` or a `pairs:PATH` file."""
+    if dataset.startswith(PAIRS_PREFIX):
+        path = Path(dataset[len(PAIRS_PREFIX) :])
+        if split not in PAIRS_SPLITS:
+            raise UserError(f"bad split {split!r} for {dataset}: choose {', '.join(PAIRS_SPLITS)}")
+        chosen = [(s, t) for s, t in read_pairs(path).items() if pairs_split(s) == split]
+        if not chosen:
+            raise UserError(f"{dataset} has no {split} pairs; it needs more lines")
+        return tf.data.Dataset.from_generator(
+            lambda: iter(chosen),
+            output_signature=(
+                tf.TensorSpec((), tf.string),
+                tf.TensorSpec((None,), tf.string),
+            ),
+        )
     examples, info = load(dataset, split, as_supervised=False)
     if set(info.features) != {"word", "pronunciations"}:
-        raise UserError(f"{dataset} has no word and pronunciations features; seq2seq needs cmudict")
+        raise UserError(
+            f"{dataset} has no word and pronunciations features; seq2seq needs cmudict "
+            f"or {PAIRS_PREFIX}PATH"
+        )
     return examples.map(lambda example: (example["word"], example["pronunciations"]))
+
+
+def read_pairs(path: Path) -> dict[str, list[str]]:
+    """`{source: [target, ...]}` of a UTF-8 file of `source<TAB>target` lines, in file order.
+
+    The format of the Tatoeba/Anki sentence pairs (`eng<TAB>spa<TAB>attribution`): columns
+    after the second are ignored; blank lines are skipped; a source on several lines has all
+    their targets. A line without a tab, or with an empty source or target, is a `UserError`
+    naming its line number.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"cannot read {path} as UTF-8 text: {e}") from None
+    pairs: dict[str, list[str]] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        source, tab, rest = line.partition("\t")
+        target = rest.split("\t")[0].strip()
+        if not tab:
+            raise UserError(f"{path} line {number}: no tab between source and target")
+        if not source.strip() or not target:
+            raise UserError(f"{path} line {number}: empty source or target")
+        pairs.setdefault(source.strip(), []).append(target)
+    return pairs
+
+
+def pairs_split(source: str) -> str:
+    """The split of a `pairs:` source, from its CRC-32: 1 in 20 `test`, 1 in 20 `validation`,
+    the rest `train` (about 90/5/5, the same whatever else the file holds)."""
+    bucket = zlib.crc32(source.encode("utf-8")) % 20
+    return {0: "test", 1: "validation"}.get(bucket, "train")
 
 
 def _pairs(dataset: str, split: str) -> tf.data.Dataset:

@@ -402,6 +402,13 @@ class Seq2SeqTask(Task):
     token accuracy of the non-padding targets. Its test metrics add the phoneme and word error
     rates of greedy and beam-search decoding (`training.transduction.split_error_rates`), each
     word scored against its closest pronunciation.
+
+    Exports `transduce(words, beam_width, length_penalty) -> phonemes` on strings (SavedModel
+    only: string ops cannot run in TFLite here) and two endpoints that every `.tflite` file
+    holds as signatures: `encode`, the encoder unrolled over `max_source_length` characters,
+    and `step`, one decoder step; the vocabularies ship in `metadata.json`. The export report
+    decodes every test word greedily through `encode` and `step`, and its quality is the
+    greedy phoneme error rate.
     """
 
     family = "seq2seq"

@@ -1,7 +1,7 @@
 """What the `seq2seq` task adds to a `Seq2Seq` model: masked token accuracy, phoneme and word
 error rates of decoded outputs, and `transduce`, the Python side of `bigmodel-tf transduce`.
 
-    >>> error_rates(["K AE1 T"], [["K AE1 T", "K AA1 T"]])
+    >>> error_rates([["K", "AE1", "T"]], [[["K", "AA1", "T"], ["K", "AE1", "T"]]])
     {'per': 0.0, 'wer': 0.0}
     >>> transduce("runs/seq2seq/demo", ["hello", "world"], beam_width=5)
     ['HH AH0 L OW1', 'W ER1 L D']

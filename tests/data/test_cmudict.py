@@ -121,3 +121,30 @@ def test_words_are_lowercased_and_padded(spec):
     np.testing.assert_array_equal(
         ids, [[lookup("c"), lookup("a"), lookup("t")], [lookup("a"), 0, 0]]
     )
+
+
+def test_pairs_files_split_by_source_and_keep_every_target(tmp_path):
+    lines = [f"word{i}\ttarget {i}\tattribution #{i}" for i in range(400)]
+    (tmp_path / "pairs.tsv").write_text("\n".join(["go\tve", "go\tvete", "", *lines]) + "\n")
+    dataset = f"pairs:{tmp_path / 'pairs.tsv'}"
+    splits = {
+        split: {
+            s.decode(): [t.decode() for t in ts]
+            for s, ts in transduction.references(dataset, split).as_numpy_iterator()
+        }
+        for split in transduction.PAIRS_SPLITS
+    }
+    assert sum(map(len, splits.values())) == 401
+    assert 320 < len(splits["train"]) < 400 and len(splits["test"]) > 5
+    everything = {s: ts for split in splits.values() for s, ts in split.items()}
+    assert everything["go"] == ["ve", "vete"] and everything["word7"] == ["target 7"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("a\tb\nno tab here\n", "line 2: no tab"), ("a\tb\n\tx\n", "line 2: empty source")],
+)
+def test_bad_pairs_lines_are_named(tmp_path, text, message):
+    (tmp_path / "bad.tsv").write_text(text)
+    with pytest.raises(UserError, match=message):
+        transduction.references(f"pairs:{tmp_path / 'bad.tsv'}", "train")
