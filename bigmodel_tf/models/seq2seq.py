@@ -168,10 +168,10 @@ class Seq2SeqEncoder(keras.layers.Layer):
 class Seq2SeqDecoder(keras.layers.Layer):
     """Embedding → GRU/LSTM → attention over the encoder → tanh(W [state; context]) → logits.
 
-    `call(tokens, value, states, mask=None)` runs teacher-forced target ids `(batch, time)`
-    from the encoder's final `states` and returns `(logits, weights)`: `(batch, time, vocab)`
-    float32 logits and `(batch, time, source_time)` attention weights. `step()` advances one
-    token.
+    `call(tokens, value, states, source_mask=None)` runs teacher-forced target ids
+    `(batch, time)` from the encoder's final `states` and returns `(logits, weights)`:
+    `(batch, time, vocab)` float32 logits and `(batch, time, source_time)` attention weights.
+    `step()` advances one token.
 
     Args:
         vocabulary_size: int. Number of target ids.
@@ -220,29 +220,29 @@ class Seq2SeqDecoder(keras.layers.Layer):
         # float32 logits keep the softmax and the loss accurate under mixed precision.
         self.head = keras.layers.Dense(vocabulary_size, dtype="float32", name="logits")
 
-    def build(self, tokens_shape, value_shape, states_shape=None, mask_shape=None):
+    def build(self, tokens_shape, value_shape, states_shape=None, source_mask_shape=None):
         self.embedding.build(tokens_shape)
         self.recurrence.build((*tokens_shape, self.embedding_dim))
         self.attention_layer.build((*tokens_shape, self.units), value_shape)
         self.combine.build((*tokens_shape, self.units + value_shape[-1]))
         self.head.build((*tokens_shape, self.units))
 
-    def call(self, tokens, value, states, mask=None, training=None):
+    def call(self, tokens, value, states, source_mask=None, training=None):
         x = self.embedding(tokens)  # (batch, time, embedding_dim)
         x, *_ = self.recurrence(x, initial_state=states, training=training)  # (b, time, units)
-        return self._predict(x, value, mask, None, training)
+        return self._predict(x, value, source_mask, None, training)
 
-    def step(self, token, states: list, value, keys, mask) -> tuple:
+    def step(self, token, states: list, value, keys, source_mask) -> tuple:
         """Advances one token (inference): `(batch,)` ids, the recurrence's states and the
-        encoder's `value`, `keys` (`project_keys(value)`) and `mask` → `(batch, vocab)` logits,
-        the new states and `(batch, source_time)` attention weights."""
+        encoder's `value`, `keys` (`project_keys(value)`) and `source_mask` → `(batch, vocab)`
+        logits, the new states and `(batch, source_time)` attention weights."""
         x = self.embedding(token)  # (batch, embedding_dim)
         x, states = self.recurrence.cell(x, list(states))  # (batch, units)
-        logits, weights = self._predict(x[:, None], value, mask, keys, None)
+        logits, weights = self._predict(x[:, None], value, source_mask, keys, None)
         return logits[:, 0], states, weights[:, 0]
 
-    def _predict(self, x, value, mask, keys, training):
-        context, weights = self.attention_layer(x, value, mask=mask, keys=keys)
+    def _predict(self, x, value, source_mask, keys, training):
+        context, weights = self.attention_layer(x, value, source_mask, keys=keys)
         hidden = self.combine(ops.concatenate([x, context], axis=-1))  # (batch, time, units)
         return self.head(self.dropout_layer(hidden, training=training)), weights
 
@@ -349,7 +349,7 @@ class Seq2Seq(keras.Model):
         `(batch, target_time, source_time)`, zero on source padding."""
         value, states = self.encoder(source, training=training)
         mask = ops.not_equal(source, PAD_ID)
-        return self.decoder(decoder_inputs, value, states, mask=mask, training=training)
+        return self.decoder(decoder_inputs, value, states, mask, training=training)
 
     def encode(self, source) -> tuple:
         """What decoding needs of a source, computed once: `(value, states, keys, mask)` —

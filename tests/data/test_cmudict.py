@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from bigmodel_tf.data import transduction
-from bigmodel_tf.data.builders import CmuDict
+from bigmodel_tf.data.builders import Cmudict
 from bigmodel_tf.errors import UserError
 
 
@@ -12,7 +12,7 @@ from bigmodel_tf.errors import UserError
 def words() -> dict[str, dict[str, list[str]]]:
     """{split: {word: pronunciations}} of the prepared dataset (prepared once, into the cache)."""
     loaded = {}
-    for split in CmuDict.SPLIT_SIZES:
+    for split in Cmudict.SPLIT_SIZES:
         loaded[split] = {
             word.decode(): [p.decode() for p in pronunciations]
             for word, pronunciations in transduction.references(
@@ -28,7 +28,7 @@ def spec(tmp_path_factory) -> transduction.Seq2SeqSpec:
 
 
 def test_split_sizes_are_as_documented_and_split_by_word(words):
-    for split, count in CmuDict.SPLIT_SIZES.items():
+    for split, count in Cmudict.SPLIT_SIZES.items():
         assert len(words[split]) == count
     assert sum(len(p) for split in words.values() for p in split.values()) == 133_973
     held_out = [set(words["validation"]), set(words["test"])]

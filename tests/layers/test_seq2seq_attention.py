@@ -34,13 +34,13 @@ def test_shapes_and_weights_sum_to_one(layer):
 
 def test_padded_positions_get_zero_weight_and_do_not_matter(layer):
     query, value, mask = inputs()
-    context, weights = layer(query, value, mask=mask)
+    context, weights = layer(query, value, value_mask=mask)
     weights = np.asarray(weights)
     assert np.all(weights[0, :, 3] == 0.0) and np.all(weights[1, :, 2:] == 0.0)
     np.testing.assert_allclose(weights.sum(-1), 1.0, atol=1e-6)
     noisy = value.copy()
     noisy[~mask] = 1e3  # whatever sits in padded positions
-    other_context, other_weights = layer(query, noisy, mask=mask)
+    other_context, other_weights = layer(query, noisy, value_mask=mask)
     np.testing.assert_allclose(other_context, context, atol=1e-5)
     np.testing.assert_allclose(other_weights, weights, atol=1e-6)
     _, unmasked = layer(query, value)
@@ -49,8 +49,8 @@ def test_padded_positions_get_zero_weight_and_do_not_matter(layer):
 
 def test_precomputed_keys_give_the_same_result(layer):
     query, value, mask = inputs(1)
-    expected = layer(query, value, mask=mask)
-    again = layer(query, value, mask=mask, keys=layer.project_keys(value))
+    expected = layer(query, value, value_mask=mask)
+    again = layer(query, value, value_mask=mask, keys=layer.project_keys(value))
     for a, b in zip(again, expected, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-6)
 
@@ -76,5 +76,5 @@ def test_config_round_trip(layer):
     clone(query, value)
     clone.set_weights(layer.get_weights())
     assert clone.get_config() == layer.get_config()
-    for a, b in zip(clone(query, value, mask=mask), layer(query, value, mask=mask), strict=True):
+    for a, b in zip(clone(query, value, value_mask=mask), layer(query, value, value_mask=mask), strict=True):
         np.testing.assert_array_equal(a, b)
