@@ -84,8 +84,6 @@ class Seq2SeqEncoder(keras.layers.Layer):
         num_layers: int. Stacked bidirectional layers. Defaults to 1.
         rnn: str. `"gru"` or `"lstm"`. Defaults to `"gru"`.
         dropout: float. Dropout on each layer's outputs while training. Defaults to 0.0.
-        unroll: bool. Unroll the recurrences (fixed source length; what TFLite converts).
-            Defaults to `False`.
     """
 
     def __init__(
@@ -96,7 +94,6 @@ class Seq2SeqEncoder(keras.layers.Layer):
         num_layers: int = 1,
         rnn: str = "gru",
         dropout: float = 0.0,
-        unroll: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -106,7 +103,6 @@ class Seq2SeqEncoder(keras.layers.Layer):
         self.num_layers = num_layers
         self.rnn = rnn
         self.dropout = dropout
-        self.unroll = unroll
         self.embedding = keras.layers.Embedding(
             vocabulary_size, embedding_dim, dtype=self.dtype_policy, name="embedding"
         )
@@ -119,7 +115,6 @@ class Seq2SeqEncoder(keras.layers.Layer):
                     f"{rnn}_{layer + 1}",
                     return_sequences=True,
                     return_state=layer == num_layers - 1,
-                    unroll=unroll,
                 ),
                 dtype=self.dtype_policy,
                 name=f"bidirectional_{layer + 1}",
@@ -158,7 +153,6 @@ class Seq2SeqEncoder(keras.layers.Layer):
                 "num_layers": self.num_layers,
                 "rnn": self.rnn,
                 "dropout": self.dropout,
-                "unroll": self.unroll,
             }
         )
         return config

@@ -36,7 +36,6 @@ from bigmodel_tf.data.transduction import (
     transduction_spec,
 )
 from bigmodel_tf.models import cnn, gru_lm, seq2seq
-from bigmodel_tf.models.seq2seq_decoding import NEG_INF
 from bigmodel_tf.training.config import RunConfig
 from bigmodel_tf.training.language_model import BitsPerCharacter, TextGenerator, TextSample
 from bigmodel_tf.training.transduction import (
@@ -570,7 +569,8 @@ class Seq2SeqTask(Task):
                 inputs = {"token": token, "value": encoded["value"], "keys": encoded["keys"]}
                 states = run({**inputs, **states, "source": source})
                 logits = states.pop("logits").astype(np.float32)
-                logits[:, :END_ID] = NEG_INF  # never padding, OOV or start
+                # Never padding, OOV or start: below the row's lowest, a finite difference.
+                logits[:, :END_ID] = logits.min(axis=-1, keepdims=True) - 1.0
                 logits[done] = 0.0
                 token = np.where(done, PAD_ID, logits.argmax(-1)).astype(np.int32)
                 done |= token == END_ID

@@ -76,5 +76,7 @@ def test_config_round_trip(layer):
     clone(query, value)
     clone.set_weights(layer.get_weights())
     assert clone.get_config() == layer.get_config()
-    for a, b in zip(clone(query, value, value_mask=mask), layer(query, value, value_mask=mask), strict=True):
+    for a, b in zip(
+        clone(query, value, value_mask=mask), layer(query, value, value_mask=mask), strict=True
+    ):
         np.testing.assert_array_equal(a, b)
