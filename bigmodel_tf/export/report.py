@@ -71,7 +71,6 @@ def measure(
             Defaults to `True`.
     """
     rows, reference = [], None
-    single, batch = [_first_examples(batches, 1)], [_first_examples(batches, LATENCY_BATCH)]
     for variant in variants:
         outputs, targets = predict(variant.run, batches)
         if reference is None:
@@ -87,6 +86,7 @@ def measure(
             "max_abs_diff": float(np.max(np.abs(outputs.astype(np.float64) - reference))),
         }
         if timing:
+            single, batch = [_first_examples(batches, 1)], [_first_examples(batches, LATENCY_BATCH)]
             row["latency_ms"] = {
                 "1": median_latency_ms(partial(predict, variant.run, single), SINGLE_REPEATS),
                 str(LATENCY_BATCH): median_latency_ms(
