@@ -281,6 +281,7 @@ def _datasets(args: argparse.Namespace) -> None:
         print(f"{row['name']:<10} {splits}  [{row['source']}; {state}]")
         print(f"{'':<10} {row['description']}")
     print("tfds:NAME  any TFDS catalogue dataset (needs internet the first time)")
+    print("pairs:PATH your own UTF-8 file of source<TAB>target lines (seq2seq)")
 
 
 COMMANDS = {

@@ -144,8 +144,9 @@ class Task(abc.ABC):
         """Runs the exported `tflite_endpoints` over `batches` → `(outputs, targets)`, where
         `outputs` is what variants are compared on (probabilities, logits), one row a target.
 
-        Calls `run` once per batch, in order, with all of the endpoint's inputs: a stateful
-        endpoint gets the states `run` returned for the previous batch in place of the batch's.
+        Calls `run` with all of one endpoint's inputs at a time, in order: once per batch for
+        the CNN; a stateful endpoint gets the states `run` returned for the previous batch in
+        place of the batch's; seq2seq encodes each batch, then steps until every word ended.
         """
 
     @abc.abstractmethod
