@@ -7,6 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import keras
+import numpy as np
+
 # A small CNN that learns MNIST to ~0.9 in one epoch of a few seconds (batch norm needs more
 # steps than that before its moving averages are usable).
 TINY_CNN = {
@@ -50,3 +53,16 @@ def cli_args(overrides: dict) -> list[str]:
         text = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
         args += ["--set", f"{key}={text}"]
     return args
+
+
+def assert_keras_file_round_trip(layer_or_model, inputs: np.ndarray, directory: Path) -> None:
+    """Saves to a `.keras` file, reloads it with `safe_mode=True` and checks the outputs on
+    `inputs` are identical. A layer is saved inside a functional model of its own."""
+    model = layer_or_model
+    if not isinstance(model, keras.Model):
+        tensor = keras.Input(inputs.shape[1:], dtype=inputs.dtype)
+        model = keras.Model(tensor, layer_or_model(tensor))
+    path = Path(directory) / "round_trip.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_array_equal(loaded(inputs), model(inputs))

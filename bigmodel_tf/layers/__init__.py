@@ -1,0 +1,13 @@
+"""Our own layers: multi-head attention, position encodings and Transformer blocks."""
+
+from bigmodel_tf.layers.attention import MultiHeadAttention
+from bigmodel_tf.layers.position import PositionEmbedding, SinusoidalPositionEncoding
+from bigmodel_tf.layers.transformer import TransformerDecoderBlock, TransformerEncoderBlock
+
+__all__ = [
+    "MultiHeadAttention",
+    "PositionEmbedding",
+    "SinusoidalPositionEncoding",
+    "TransformerDecoderBlock",
+    "TransformerEncoderBlock",
+]
