@@ -21,6 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 FAMILIES = (
     "cnn",
     "gru-lm",
+    "transformer",
 )  # kept in step with training.tasks.TASKS by a test; avoids importing TF for --help
 
 
@@ -49,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--preset",
         default="default",
-        help="named model config (cnn: default, seed, small; gru-lm: default, seed)",
+        help="named model config (cnn: default, seed, small; gru-lm: default, seed; "
+        "transformer: default)",
     )
     train.add_argument("--epochs", type=int, help="shorthand for --set train.epochs=N")
     train.add_argument("--batch-size", type=int, help="global batch size (train.batch_size)")
@@ -142,6 +144,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     generate.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
 
+    classify = commands.add_parser(
+        "classify",
+        help="label texts with a trained transformer run",
+        description="Print the label and its probability for each TEXT, one line each "
+        "(label, probability, text; tab-separated), from a transformer run's best checkpoint. "
+        "A text longer than the model's sequence_length subwords is truncated to it (with a "
+        "warning); an empty text or one that is not UTF-8 is an error.",
+    )
+    classify.add_argument("run_dir", type=Path)
+    classify.add_argument("texts", nargs="+", metavar="TEXT", help="a text to label")
+
     board = commands.add_parser("tensorboard", help="serve a run's TensorBoard logs on 127.0.0.1")
     board.add_argument("run_dir", type=Path)
     board.add_argument("--port", type=int, default=6006, help="port (0 picks a free one)")
@@ -225,6 +238,13 @@ def _generate(args: argparse.Namespace) -> None:
     print(args.prompt + text)
 
 
+def _classify(args: argparse.Namespace) -> None:
+    from bigmodel_tf.training import classify
+
+    for result in classify(args.run_dir, args.texts):
+        print(f"{result['label']}\t{result['probability']:.4f}\t{result['text']}")
+
+
 def _tensorboard(args: argparse.Namespace) -> None:
     from bigmodel_tf.training import start_tensorboard
 
@@ -254,6 +274,7 @@ COMMANDS = {
     "export": _export,
     "verify": _verify,
     "generate": _generate,
+    "classify": _classify,
     "tensorboard": _tensorboard,
     "datasets": _datasets,
 }

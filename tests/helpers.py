@@ -33,6 +33,18 @@ TINY_GRU_LM = {
     "train.jit_compile": True,
 }
 
+# A one-block, 32-wide Transformer classifier over a 2,000-subword vocabulary: one epoch on
+# Rotten Tomatoes takes TODO s and reaches TODO test accuracy (majority class: 0.578).
+TINY_TRANSFORMER = {
+    "model.vocabulary_size": 2000,
+    "model.sequence_length": 64,
+    "model.num_layers": 1,
+    "model.num_heads": 2,
+    "model.hidden_dim": 32,
+    "model.intermediate_dim": 64,
+    "train.warmup_epochs": 0.0,
+}
+
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 600):
     """Runs `bigmodel-tf ARGS` in a subprocess; returns the CompletedProcess (text)."""

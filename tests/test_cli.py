@@ -13,7 +13,7 @@ import pytest
 from bigmodel_tf import cli
 from bigmodel_tf.data.builders import Mnist5k
 from bigmodel_tf.io import write_json
-from bigmodel_tf.training import generate_text
+from bigmodel_tf.training import classify, generate_text
 from bigmodel_tf.training.tasks import TASKS
 from tests.helpers import TINY_CNN, cli_args, run_cli
 
@@ -112,6 +112,9 @@ def one_error_line(capsys, argv) -> str:
         (["generate", "{trained_gru_lm}", "--top-k", "0"], "top_k=0: must be between 1 and"),
         (["generate", "{trained_gru_lm}", "--top-p", "1.5"], "top_p=1.5: must be in (0, 1]"),
         (["generate", "{trained_gru_lm}", "--seed", "-1"], "seed=-1: must be between 0"),
+        (["classify", "/nonexistent/run", "x"], "is not a run directory"),
+        (["classify", "{trained_cnn}", "x"], "is a 'cnn' run; classify takes a 'transformer'"),
+        (["classify", "{trained_transformer}", "fine", ""], "text 2 is empty"),
     ],
 )
 def test_bad_input_gets_one_clear_line_and_exit_code_2(capsys, request, argv, message):
@@ -128,6 +131,19 @@ def test_generate_prints_the_prompt_and_its_continuation(trained_gru_lm):
     assert "'☃' are not in the vocabulary" in warning
     text = generate_text(trained_gru_lm, "ROMEO: ☃", 60, 0.9, top_p=0.9, seed=7)
     assert result.stdout == "ROMEO: ☃" + text + "\n"  # the same text in another process
+
+
+def test_classify_prints_label_probability_and_text_per_line(trained_transformer):
+    texts = ["A triumph: moving, funny and wise.", "Dull, lifeless and far too long."]
+    result = run_cli("classify", trained_transformer, *texts)
+    assert result.returncode == 0, result.stderr
+    lines = [line.split("\t") for line in result.stdout.splitlines()]
+    expected = classify(trained_transformer, texts)
+    assert [(label, text) for label, _, text in lines] == [
+        (r["label"], r["text"]) for r in expected
+    ]
+    for (_, probability, _), row in zip(lines, expected, strict=True):
+        assert float(probability) == pytest.approx(row["probability"], abs=1e-4)
 
 
 def test_existing_export_target_is_not_overwritten(capsys, trained_cnn, tmp_path):
