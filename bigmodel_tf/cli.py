@@ -22,6 +22,7 @@ FAMILIES = (
     "cnn",
     "gru-lm",
     "transformer",
+    "transformer-lm",
 )  # kept in step with training.tasks.TASKS by a test; avoids importing TF for --help
 
 
@@ -51,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset",
         default="default",
         help="named model config (cnn: default, seed, small; gru-lm: default, seed; "
-        "transformer: default)",
+        "transformer, transformer-lm: default)",
     )
     train.add_argument("--epochs", type=int, help="shorthand for --set train.epochs=N")
     train.add_argument("--batch-size", type=int, help="global batch size (train.batch_size)")
@@ -119,10 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     generate = commands.add_parser(
         "generate",
-        help="sample text from a trained gru-lm run",
-        description="Continue --prompt with --length characters sampled from a gru-lm run's "
-        "best checkpoint. Prompt characters outside the vocabulary are read as its OOV token "
-        "(with a warning); the same seed gives the same text.",
+        help="sample text from a trained language-model run (gru-lm, transformer-lm)",
+        description="Continue --prompt with --length characters sampled from a gru-lm or "
+        "transformer-lm run's best checkpoint (a transformer carries a key/value cache and "
+        "sees at most its sequence_length characters). Prompt characters outside the "
+        "vocabulary are read as its OOV token (with a warning); the same seed gives the same "
+        "text.",
     )
     generate.add_argument("run_dir", type=Path)
     generate.add_argument(

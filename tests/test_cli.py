@@ -105,7 +105,7 @@ def one_error_line(capsys, argv) -> str:
         (["verify", "/nonexistent/export"], "is not an export"),
         (["generate", "/nonexistent/run"], "is not a run directory"),
         (["generate", "/nonexistent/run", "--top-k", "40", "--top-p", "0.9"], "not allowed with"),
-        (["generate", "{trained_cnn}"], "is a 'cnn' run; text comes from a 'gru-lm' run"),
+        (["generate", "{trained_cnn}"], "is a 'cnn' run; text comes from a language model"),
         (["generate", "{trained_gru_lm}", "--length", "0"], "length=0: must be between 1 and"),
         (["generate", "{trained_gru_lm}", "--length", "1000000"], "length=1000000: must be"),
         (["generate", "{trained_gru_lm}", "--temperature", "0"], "temperature=0.0: must be > 0"),

@@ -23,7 +23,7 @@ from bigmodel_tf.data.pipeline import evaluation_batches, training_epochs
 from bigmodel_tf.data.text import char_lookup, text_to_ids
 from bigmodel_tf.export import export
 from bigmodel_tf.io import read_json
-from bigmodel_tf.models import gru_lm
+from bigmodel_tf.models import generation
 from bigmodel_tf.training import make_config, train
 from bigmodel_tf.training.config import RunConfig
 from bigmodel_tf.training.tasks import Task
@@ -326,8 +326,8 @@ def generation_speed(run_dir: Path, quick: bool, rounds: int) -> list[Figure]:
         return one_round
 
     runs = {
-        "stateful": timed(gru_lm.generate),
-        "rerun": timed(gru_lm.generate_by_rerunning_prefix),
+        "stateful": timed(generation.generate),
+        "rerun": timed(generation.generate_by_rerunning_prefix),
     }
     for run in runs.values():  # trace and compile each loop once
         run()

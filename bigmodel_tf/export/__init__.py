@@ -43,6 +43,7 @@ from bigmodel_tf.export.report import (
     Runner,
     Variant,
     check_targets,
+    first_rows,
     measure,
     render_markdown,
 )
@@ -308,7 +309,11 @@ def _measure(
 
 def _first_examples(batches: list, count: int) -> dict[str, np.ndarray]:
     inputs = [batch_inputs for batch_inputs, _ in batches]
-    return {name: np.concatenate([b[name] for b in inputs])[:count] for name in inputs[0]}
+    joined = {
+        name: value if np.ndim(value) == 0 else np.concatenate([b[name] for b in inputs])
+        for name, value in inputs[0].items()
+    }
+    return first_rows(joined, count)
 
 
 def _artefacts(export_dir: Path, task: Task) -> list[Variant]:

@@ -48,6 +48,12 @@ def median_latency_ms(run: Runner, inputs: dict[str, np.ndarray], repeats: int) 
     return 1e3 * statistics.median(times)
 
 
+def first_rows(inputs: dict[str, np.ndarray], count: int) -> dict[str, np.ndarray]:
+    """The first `count` examples of a batch of inputs. A scalar input is shared by the whole
+    batch (a language model's position) and is kept as it is."""
+    return {name: value if np.ndim(value) == 0 else value[:count] for name, value in inputs.items()}
+
+
 def measure(
     variants: list[Variant],
     predict: Callable[[Runner], tuple[np.ndarray, np.ndarray]],
@@ -67,8 +73,7 @@ def measure(
         timing: bool. Measure latency. Defaults to `True`.
     """
     rows, reference = [], None
-    single = {name: value[:1] for name, value in latency_inputs.items()}
-    batch = {name: value[:LATENCY_BATCH] for name, value in latency_inputs.items()}
+    single, batch = first_rows(latency_inputs, 1), first_rows(latency_inputs, LATENCY_BATCH)
     for variant in variants:
         outputs, targets = predict(variant.run)
         if reference is None:

@@ -209,6 +209,10 @@ class CnnTask(ClassificationTask):
         )
 
 
+def _specs_json(specs: Sequence[tf.TensorSpec]) -> dict[str, dict[str, Any]]:
+    return {s.name: {"dtype": s.dtype.name, "shape": s.shape.as_list()} for s in specs}
+
+
 TOKEN_IDS = tf.TensorSpec((None, None), tf.int32, name="token_ids")
 TEXTS = tf.TensorSpec((None,), tf.string, name="texts")
 
@@ -240,12 +244,8 @@ class TransformerClassifierTask(ClassificationTask):
     }
 
     def prepare(self, config: RunConfig, run_dir: Path) -> TextClassSpec:
+        _check_heads(config)
         model = config.model
-        if model.hidden_dim % model.num_heads:
-            raise UserError(
-                f"model.hidden_dim={model.hidden_dim} must be a multiple of "
-                f"model.num_heads={model.num_heads}"
-            )
         return classification_spec(
             config.dataset, run_dir, model.vocabulary_size, model.sequence_length
         )
@@ -312,7 +312,7 @@ class TransformerClassifierTask(ClassificationTask):
 
 
 # Characters each parallel stream predicts in the export report and in int8 calibration: twice
-# the default training window, so that quality includes what generation relies on, states
+# the GRU's default training window, so that quality includes what generation relies on, states
 # carried past the window the model was trained on.
 STREAM_STEPS = 200
 
@@ -322,64 +322,48 @@ GENERATE_SIGNATURE = (
     tf.TensorSpec((), tf.float32, name="temperature"),
     tf.TensorSpec((), tf.int32, name="seed"),
 )
+TOKEN = tf.TensorSpec((None,), tf.int32, name="token")
 
 
-def _state_names(num_layers: int) -> list[str]:
-    return [f"state_{layer}" for layer in range(1, num_layers + 1)]
+class LanguageModelTask(Task):
+    """Character-level language modelling: what every language-model family shares.
 
+    Trains on `model.sequence_length`-character windows and reports loss in nats/char, bits/char
+    and perplexity. Exports two endpoints: `generate(prompt, length, temperature, seed) -> text`
+    on strings (SavedModel only: string ops cannot run in TFLite here) and
+    `step(token, *state) -> logits, *state`, one token from a carried state, the one converted
+    to TFLite, which ships with the vocabulary in `metadata.json`. Subclasses say what the
+    state is (`step_signature`, `step_endpoint`) and build the model.
 
-def _step_signature(rnn_units: int, num_layers: int) -> list[tf.TensorSpec]:
-    """`token (batch,)` int32, then one `(batch, rnn_units)` float32 state per GRU layer."""
-    states = [
-        tf.TensorSpec((None, rnn_units), tf.float32, name=name) for name in _state_names(num_layers)
-    ]
-    return [tf.TensorSpec((None,), tf.int32, name="token"), *states]
-
-
-def _specs_json(specs: Sequence[tf.TensorSpec]) -> dict[str, dict[str, Any]]:
-    return {s.name: {"dtype": s.dtype.name, "shape": s.shape.as_list()} for s in specs}
-
-
-class GruLmTask(Task):
-    """Character-level language modelling with `GruLanguageModel`.
-
-    Trains on `model.sequence_length`-character windows (truncated backpropagation through
-    time) and reports loss in nats/char, bits/char and perplexity. Exports two endpoints:
-    `generate(prompt, length, temperature, seed) -> text` on strings (SavedModel only: string
-    ops cannot run in TFLite here) and `step(token, state_1..state_n) -> logits, state_1..`,
-    the one converted to TFLite, which ships with the vocabulary in `metadata.json`.
-
-    The export report runs `step` over `STREAM_STEPS` characters of `batch_size` parallel
-    streams of the test text (evenly spaced over it), each starting from zero states and
-    carrying them, as generation does; every variant carries its own states, so quantisation
+    The export report runs `step` over `stream_steps` characters of `batch_size` parallel
+    streams of the test text (evenly spaced over it), each starting from a zero state and
+    carrying it, as generation does; every variant carries its own state, so quantisation
     errors compound as they would on a device. Quality is the mean cross-entropy of those
     predictions, in nats/char.
     """
 
-    family = "gru-lm"
-    config_class = gru_lm.GruLmConfig
-    presets = gru_lm.PRESETS
     default_dataset = "shakespeare"
     tflite_endpoint = "step"
     quality_metric = "loss"  # nats/char
     quality_higher_is_better = False
-    # 0.05 nats/char: ~3% of the <= 1.6 the default preset aims at; int8 cost the tiny test
-    # model 0.002.
+    # 0.05 nats/char: ~3% of the <= 1.6 the default presets aim at; int8 cost the tiny test GRU
+    # 0.002.
     int8_budget = 0.05
     # Streams with carried states, not training's windows from zero states: different numbers.
     quality_is_test_metric = False
-    train_defaults = {
-        # The trainer runs the default preset at ~5,300 characters/s (1.2 s per batch of 64 x 100),
-        # so the 4.5 M training characters take ~14 min per epoch: 2 epochs make the ~30 min run.
-        "epochs": 2,
-        "batch_size": 64,
-        "optimizer": "adam",
-        "learning_rate": 2e-3,
-        "global_clipnorm": 5.0,
-        # Measured in the trainer: XLA made the default preset ~20% slower (~4,250 characters/s),
-        # though it speeds up tiny GRUs (the test model: 28 s an epoch instead of 42 s).
-        "jit_compile": False,
-    }
+
+    @abc.abstractmethod
+    def step_signature(self, config: RunConfig) -> list[tf.TensorSpec]:
+        """`TOKEN`, then the state's tensors, as `step` takes and returns them."""
+
+    @abc.abstractmethod
+    def step_endpoint(self, model: keras.Model) -> tuple[Callable, list[tf.TensorSpec]]:
+        """`step(token, *state) -> {"logits": (batch, vocab), **state}` and its signature
+        (`step_signature`'s, from the model's own dimensions)."""
+
+    def stream_steps(self, config: RunConfig) -> int:
+        """Characters each stream of the export report predicts."""
+        return STREAM_STEPS
 
     def prepare(self, config: RunConfig, run_dir: Path) -> CharSpec:
         return char_spec(config.dataset, run_dir, config.model.sequence_length)
@@ -390,17 +374,6 @@ class GruLmTask(Task):
     def batcher(self, config: RunConfig, spec: CharSpec, batch_size: int) -> Batcher:
         # Every batch the same shape (XLA compiles once); drops at most batch_size - 1 windows.
         return lambda examples: examples.batch(batch_size, drop_remainder=True)
-
-    def build_model(self, config: RunConfig, spec: CharSpec) -> keras.Model:
-        model = gru_lm.GruLanguageModel(
-            spec.vocabulary_size,
-            config.model.embedding_dim,
-            config.model.rnn_units,
-            config.model.num_layers,
-            config.model.dropout,
-        )
-        model.build((None, None))
-        return model
 
     def compile_args(self, config: RunConfig) -> dict[str, Any]:
         import keras_hub  # 1.5 s to import: only language-model runs pay for it
@@ -417,31 +390,23 @@ class GruLmTask(Task):
         return [TextSample(run_dir / "logs" / "samples", spec.vocabulary, seed=config.train.seed)]
 
     def serving_endpoints(self, model: keras.Model, spec: CharSpec) -> dict[str, tuple[Any, list]]:
-        names = _state_names(model.num_layers)
-
-        def step(token, *states):  # (batch,) and n x (batch, units)
-            logits, states = model.step(token, list(states))
-            return {"logits": logits, **dict(zip(names, states, strict=True))}
-
         return {
             "generate": (TextGenerator(model, spec.vocabulary), list(GENERATE_SIGNATURE)),
-            "step": (step, _step_signature(model.rnn_units, model.num_layers)),
+            "step": self.step_endpoint(model),
         }
 
     def metadata(self, config: RunConfig, spec: CharSpec) -> dict[str, Any]:
-        step = _step_signature(config.model.rnn_units, config.model.num_layers)
-        states = step[1:]
+        step = self.step_signature(config)
         logits = tf.TensorSpec((None, spec.vocabulary_size), tf.float32, name="logits")
         return {
             # `step`, as the SavedModel and every .tflite file take it.
             "inputs": _specs_json(step),
-            "outputs": _specs_json([logits, *states]),
+            "outputs": _specs_json([logits, *step[1:]]),
             # SavedModel only.
             "generate": {
                 "inputs": _specs_json(GENERATE_SIGNATURE),
                 "outputs": {"text": {"dtype": "string", "shape": []}},
             },
-            "state_sizes": [s.shape[-1] for s in states],
             "vocabulary": list(spec.vocabulary),
             "oov_id": spec.oov_id,
             "sequence_length": spec.sequence_length,
@@ -457,13 +422,19 @@ class GruLmTask(Task):
     def raw_batches(
         self, config: RunConfig, spec: CharSpec, split: str, batch_size: int
     ) -> tf.data.Dataset:
-        """One batch per step of `batch_size` parallel streams (`char_streams`), with zero states:
-        `predict` replaces them by the carried ones after the first step."""
-        tokens, targets = char_streams(config.dataset, split, spec, batch_size, STREAM_STEPS)
-        zeros = tf.zeros((batch_size, config.model.rnn_units))
-        states = {name: zeros for name in _state_names(config.model.num_layers)}
+        """One batch per step of `batch_size` parallel streams (`char_streams`), with a zero
+        state: `predict` replaces it by the carried one after the first step."""
+        tokens, targets = char_streams(
+            config.dataset, split, spec, batch_size, self.stream_steps(config)
+        )
+        state = {
+            tensor.name: tf.zeros(
+                [batch_size if n is None else n for n in tensor.shape], tensor.dtype
+            )
+            for tensor in self.step_signature(config)[1:]
+        }
         return tf.data.Dataset.from_tensor_slices((tokens, targets)).map(
-            lambda token, target: ({"token": token, **states}, target)
+            lambda token, target: ({"token": token, **state}, target)
         )
 
     def predict(self, run, batches) -> tuple[np.ndarray, np.ndarray]:
@@ -482,6 +453,133 @@ class GruLmTask(Task):
         return {"loss": nats, "bits_per_char": nats / np.log(2.0)}
 
 
+def _state_names(num_layers: int) -> list[str]:
+    return [f"state_{layer}" for layer in range(1, num_layers + 1)]
+
+
+def _gru_step_signature(rnn_units: int, num_layers: int) -> list[tf.TensorSpec]:
+    """`TOKEN`, then one `(batch, rnn_units)` float32 state per GRU layer."""
+    states = [
+        tf.TensorSpec((None, rnn_units), tf.float32, name=name) for name in _state_names(num_layers)
+    ]
+    return [TOKEN, *states]
+
+
+class GruLmTask(LanguageModelTask):
+    """Character-level language modelling with `GruLanguageModel`, by truncated backpropagation
+    through time over the training windows. The state of `step` is one `state_i` per GRU layer.
+    """
+
+    family = "gru-lm"
+    config_class = gru_lm.GruLmConfig
+    presets = gru_lm.PRESETS
+    train_defaults = {
+        # The trainer runs the default preset at ~5,300 characters/s (1.2 s per batch of 64 x 100),
+        # so the 4.5 M training characters take ~14 min per epoch: 2 epochs make the ~30 min run.
+        "epochs": 2,
+        "batch_size": 64,
+        "optimizer": "adam",
+        "learning_rate": 2e-3,
+        "global_clipnorm": 5.0,
+        # Measured in the trainer: XLA made the default preset ~20% slower (~4,250 characters/s),
+        # though it speeds up tiny GRUs (the test model: 28 s an epoch instead of 42 s).
+        "jit_compile": False,
+    }
+
+    def build_model(self, config: RunConfig, spec: CharSpec) -> keras.Model:
+        model = gru_lm.GruLanguageModel(
+            spec.vocabulary_size,
+            config.model.embedding_dim,
+            config.model.rnn_units,
+            config.model.num_layers,
+            config.model.dropout,
+        )
+        model.build((None, None))
+        return model
+
+    def step_signature(self, config: RunConfig) -> list[tf.TensorSpec]:
+        return _gru_step_signature(config.model.rnn_units, config.model.num_layers)
+
+    def step_endpoint(self, model: keras.Model) -> tuple[Callable, list[tf.TensorSpec]]:
+        names = _state_names(model.num_layers)
+
+        def step(token, *states):  # (batch,) and n x (batch, units)
+            logits, states = model.step(token, list(states))
+            return {"logits": logits, **dict(zip(names, states, strict=True))}
+
+        return step, _gru_step_signature(model.rnn_units, model.num_layers)
+
+    def metadata(self, config: RunConfig, spec: CharSpec) -> dict[str, Any]:
+        states = self.step_signature(config)[1:]
+        return {**super().metadata(config, spec), "state_sizes": [s.shape[-1] for s in states]}
+
+
+def _transformer_step_signature(cache_shape: tuple[int, ...]) -> list[tf.TensorSpec]:
+    """`TOKEN`, the float32 key/value `cache (batch, *cache_shape)` and the int32 `position`."""
+    return [
+        TOKEN,
+        tf.TensorSpec((None, *cache_shape), tf.float32, name="cache"),
+        tf.TensorSpec((), tf.int32, name="position"),
+    ]
+
+
+class TransformerLmTask(LanguageModelTask):
+    """Character-level language modelling with the decoder-only `TransformerLanguageModel`.
+
+    The state of `step` is the key/value `cache` of the positions before `position`: `step`
+    writes the token's keys and values at `position` and returns `position + 1`. It does not
+    slide the window as generation does, so the export report's streams stop at the context
+    (`sequence_length`) if it is shorter than `STREAM_STEPS`.
+    """
+
+    family = "transformer-lm"
+    config_class = transformer.TransformerLmConfig
+    presets = transformer.causal_lm.PRESETS
+    train_defaults = {
+        "epochs": 2,
+        "batch_size": 64,
+        "optimizer": "adamw",
+        "learning_rate": 1e-3,
+        "weight_decay": 0.01,
+        "warmup_epochs": 0.1,
+        "global_clipnorm": 1.0,
+    }
+
+    def prepare(self, config: RunConfig, run_dir: Path) -> CharSpec:
+        _check_heads(config)
+        return super().prepare(config, run_dir)
+
+    def build_model(self, config: RunConfig, spec: CharSpec) -> keras.Model:
+        return transformer.build_language_model(config.model, spec.vocabulary_size)
+
+    def stream_steps(self, config: RunConfig) -> int:
+        return min(STREAM_STEPS, config.model.sequence_length)
+
+    def step_signature(self, config: RunConfig) -> list[tf.TensorSpec]:
+        model = config.model
+        shape = transformer.cache_shape(
+            model.num_layers, model.num_heads, model.hidden_dim, model.sequence_length
+        )
+        return _transformer_step_signature(shape)
+
+    def step_endpoint(self, model: keras.Model) -> tuple[Callable, list[tf.TensorSpec]]:
+        def step(token, cache, position):  # (batch,), (batch, *cache_shape), ()
+            logits, cache = model.cached_step(token, cache, position)
+            return {"logits": logits, "cache": cache, "position": position + 1}
+
+        return step, _transformer_step_signature(model.backbone.cache_shape)
+
+
+def _check_heads(config: RunConfig) -> None:
+    model = config.model
+    if model.hidden_dim % model.num_heads:
+        raise UserError(
+            f"model.hidden_dim={model.hidden_dim} must be a multiple of "
+            f"model.num_heads={model.num_heads}"
+        )
+
+
 TASKS: dict[str, Task] = {
-    task.family: task for task in (CnnTask(), GruLmTask(), TransformerClassifierTask())
+    task.family: task
+    for task in (CnnTask(), GruLmTask(), TransformerClassifierTask(), TransformerLmTask())
 }

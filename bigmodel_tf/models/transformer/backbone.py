@@ -43,6 +43,14 @@ class BackboneConfig:
     activation: str = option("gelu", choices=("gelu", "relu"))
 
 
+def cache_shape(
+    num_layers: int, num_heads: int, hidden_dim: int, length: int
+) -> tuple[int, int, int, int, int]:
+    """A causal backbone's key/value cache shape after `(batch,)`: per layer, keys then values,
+    per head, `length` positions of `hidden_dim // num_heads` features."""
+    return (num_layers, 2, num_heads, length, hidden_dim // num_heads)
+
+
 @keras.saving.register_keras_serializable(package="bigmodel_tf")
 class TransformerBackbone(keras.layers.Layer):
     """Token embeddings (× √hidden_dim) plus positions, then `num_layers` Transformer blocks
@@ -107,8 +115,7 @@ class TransformerBackbone(keras.layers.Layer):
     @property
     def cache_shape(self) -> tuple[int, ...]:
         """The cache's shape after `(batch,)`, for a cache of `max_length` positions."""
-        head_dim = self.hidden_dim // self.num_heads
-        return (self.num_layers, 2, self.num_heads, self.max_length, head_dim)
+        return cache_shape(self.num_layers, self.num_heads, self.hidden_dim, self.max_length)
 
     def build(self, input_shape):
         common = {"dtype": self.dtype_policy}
