@@ -45,6 +45,18 @@ TINY_TRANSFORMER = {
     "train.warmup_epochs": 0.0,
 }
 
+# A one-block, 32-wide decoder over 128-character windows, trained for TODO steps: TODO s,
+# TODO nats/char on the validation split.
+TINY_TRANSFORMER_LM = {
+    "model.num_layers": 1,
+    "model.num_heads": 2,
+    "model.hidden_dim": 32,
+    "model.intermediate_dim": 64,
+    "model.sequence_length": 128,
+    "train.learning_rate": 0.003,
+    "train.max_steps_per_epoch": 300,
+}
+
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 600):
     """Runs `bigmodel-tf ARGS` in a subprocess; returns the CompletedProcess (text)."""

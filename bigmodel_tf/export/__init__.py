@@ -308,7 +308,12 @@ def _measure(
 
 
 def _first_examples(batches: list, count: int) -> dict[str, np.ndarray]:
-    inputs = [batch_inputs for batch_inputs, _ in batches]
+    inputs, rows = [], 0
+    for batch_inputs, targets in batches:  # only as many batches as `count` needs
+        inputs.append(batch_inputs)
+        rows += len(targets)
+        if rows >= count:
+            break
     joined = {
         name: value if np.ndim(value) == 0 else np.concatenate([b[name] for b in inputs])
         for name, value in inputs[0].items()
