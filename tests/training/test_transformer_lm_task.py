@@ -35,6 +35,6 @@ def test_a_width_that_does_not_split_into_heads_is_refused(tmp_path):
     config = training.make_config(
         "transformer-lm", overrides={"model.hidden_dim": 30, "model.num_heads": 4}
     )
-    with pytest.raises(UserError, match="must be a multiple of model.num_heads=4"):
+    with pytest.raises(UserError, match=r"must be a multiple of model\.num_heads=4"):
         training.train(config, tmp_path / "run")
     assert not (tmp_path / "run").exists()
