@@ -1,4 +1,4 @@
-"""Subword text-classification data: a WordPiece vocabulary and `(token ids, label)` examples.
+"""Subword text data: a WordPiece vocabulary, `(token ids, label)` examples and BERT's masking.
 
 Texts are lower-cased, stripped of accents and split into WordPiece subwords by keras-hub's
 `WordPieceTokenizer` over a vocabulary computed from the training split and kept in the run
@@ -6,9 +6,8 @@ directory, so that a resumed run, `evaluate`, `export` and `classify` use the id
 Each text becomes `[CLS]` followed by its first `sequence_length - 1` subwords (longer texts are
 truncated); batches are padded with `[PAD]` (id 0) to their longest text.
 
->>> spec = classification_spec("rotten_tomatoes", run_dir, vocabulary_size=8000,
-...                            sequence_length=128)
->>> examples = classification_examples("rotten_tomatoes", "train", spec)
+>>> spec = subword_spec("rotten_tomatoes", run_dir, vocabulary_size=8000, sequence_length=128)
+>>> examples = subword_examples("rotten_tomatoes", "train", spec)
 >>> batches = token_batcher(64)(examples)   # ((batch, time) int32 ids, (batch,) labels)
 """
 
@@ -31,7 +30,7 @@ if TYPE_CHECKING:
 
 # BERT's reserved tokens, in BERT's order; padding must be id 0 (the models mask id 0).
 RESERVED_TOKENS = ("[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]")
-PAD_ID, CLS_ID = 0, 1
+PAD_ID, CLS_ID, MASK_ID = 0, 1, 4
 OOV_TOKEN = "[UNK]"
 VOCABULARY_FILE = "wordpiece.json"
 # Short texts (review snippets average ~25 subwords) are batched with texts of similar length,
@@ -40,12 +39,12 @@ BUCKET_BOUNDARIES = (16, 32, 64, 128, 256, 512)
 
 
 @dataclass(frozen=True)
-class TextClassSpec:
-    """What a subword text classifier needs to know about its data.
+class SubwordSpec:
+    """What a Transformer on subwords needs to know about its data.
 
     Args:
         vocabulary: tuple[str, ...]. The WordPiece token of each id (`RESERVED_TOKENS` first).
-        labels: tuple[str, ...]. The class names, in label order.
+        labels: tuple[str, ...]. The class names, in label order (none for unlabelled text).
         sequence_length: int. Longest input in tokens, `[CLS]` included.
     """
 
@@ -98,67 +97,113 @@ def encode(
     return tf.concat([tf.RaggedTensor.from_tensor(cls), subwords], axis=1)
 
 
-def _labelled_texts(dataset: str, split: str) -> tf.data.Dataset:
+def _texts(dataset: str, split: str, *, labelled: bool) -> tf.data.Dataset:
     examples, _ = load(dataset, split, as_supervised=False)
-    return examples.map(lambda example: (example["text"], example["label"]))
+    if labelled:
+        return examples.map(lambda example: (example["text"], example["label"]))
+    return examples.map(lambda example: example["text"])
 
 
-def classification_spec(
-    dataset: str, directory: Path, vocabulary_size: int, sequence_length: int
-) -> TextClassSpec:
-    """The spec of a labelled text dataset, with the vocabulary of its `train` split kept in
-    `directory`.
+def subword_spec(
+    dataset: str,
+    directory: Path,
+    vocabulary_size: int,
+    sequence_length: int,
+    *,
+    labelled: bool = True,
+    vocabulary_split: str = "train",
+) -> SubwordSpec:
+    """The spec of a text dataset, with a vocabulary computed from `vocabulary_split` and kept
+    in `directory`.
 
     The first call computes the vocabulary (a few seconds for Rotten Tomatoes) and writes it to
-    `directory/VOCABULARY_FILE`; later calls read it back, so the ids never change within a run.
+    `directory/VOCABULARY_FILE`; later calls read it back, so the ids never change within a run
+    (and a run can start from another run's vocabulary by copying its file first).
 
     Args:
-        dataset: str. A dataset with `text` and `label` features (`rotten_tomatoes`,
-            `tfds:imdb_reviews`).
+        dataset: str. A dataset with a `text` feature and, to classify, a `label` feature
+            (`rotten_tomatoes`, `tfds:imdb_reviews`).
         directory: Path. Where the vocabulary file lives (the run directory).
         vocabulary_size: int. The most tokens the vocabulary may have.
         sequence_length: int. Longest input in tokens, `[CLS]` included.
+        labelled: bool. Whether the dataset must have labels (to classify). Defaults to `True`.
+        vocabulary_split: str. The split expression whose texts the vocabulary is learnt from.
+            Defaults to `"train"`.
     """
     features = builder(dataset).info.features
-    if not {"text", "label"} <= set(features):
-        raise UserError(f"{dataset} has no text and label features; a text classifier needs both")
-    labels = tuple(features["label"].names)
+    if "text" not in features:
+        raise UserError(f"{dataset} has no text feature; a Transformer on subwords needs one")
+    if labelled and "label" not in features:
+        raise UserError(f"{dataset} has no labels; a text classifier needs them")
+    labels = tuple(features["label"].names) if labelled else ()
     path = Path(directory) / VOCABULARY_FILE
     if path.exists():
         vocabulary = read_json(path)["vocabulary"]
     else:
-        texts = _labelled_texts(dataset, "train").map(lambda text, label: text)
+        texts = _texts(dataset, vocabulary_split, labelled=False)
         vocabulary = compute_vocabulary(texts, vocabulary_size)
         write_json(path, {"vocabulary": vocabulary})
-    return TextClassSpec(tuple(vocabulary), labels, sequence_length)
+    return SubwordSpec(tuple(vocabulary), labels, sequence_length)
 
 
-def classification_examples(dataset: str, split: str, spec: TextClassSpec) -> tf.data.Dataset:
-    """Unbatched `(ids, label)` examples of `split`: int32 ids of shape `(time,)` (see
-    `encode`) and the int64 label; cached."""
+def subword_examples(
+    dataset: str, split: str, spec: SubwordSpec, *, labelled: bool = True
+) -> tf.data.Dataset:
+    """Unbatched examples of `split`, cached: `(ids, label)` pairs, or the ids alone when not
+    `labelled`; int32 ids of shape `(time,)` (see `encode`), int64 labels."""
     tokenizer = wordpiece_tokenizer(spec.vocabulary)
+
+    def encoded(texts, *labels):
+        return (encode(texts, tokenizer, spec.sequence_length), *labels)
+
     return (
-        _labelled_texts(dataset, split)
+        _texts(dataset, split, labelled=labelled)
         .batch(1024)  # tokenise many texts per call
-        .map(
-            lambda texts, labels: (encode(texts, tokenizer, spec.sequence_length), labels),
-            num_parallel_calls=AUTOTUNE,
-        )
+        .map(encoded, num_parallel_calls=AUTOTUNE)
         .unbatch()
         .cache()
     )
 
 
 def token_batcher(batch_size: int):
-    """Batches `(ids, label)` examples of similar length, each batch padded with `PAD_ID` to
-    its longest text."""
+    """Batches examples (`(ids, label)` pairs or ids alone) of similar length, each batch padded
+    with zeros (`PAD_ID`) to its longest text."""
 
     def batcher(examples: tf.data.Dataset) -> tf.data.Dataset:
         return examples.bucket_by_sequence_length(
-            lambda ids, label: tf.shape(ids)[0],
+            lambda ids, *label: tf.shape(ids)[0],
             bucket_boundaries=list(BUCKET_BOUNDARIES),
             bucket_batch_sizes=[batch_size] * (len(BUCKET_BOUNDARIES) + 1),
-            padding_values=(PAD_ID, tf.constant(0, tf.int64)),
         )
 
     return batcher
+
+
+def mask_tokens(
+    ids: tf.Tensor, rate: float, vocabulary_size: int, seed: int
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """BERT's masking of a `(batch, time)` batch of ids for masked-language modelling.
+
+    Selects each real token (not `[PAD]` or `[CLS]`) with probability `rate`; of the selected,
+    80% become `[MASK]`, 10% a random token, 10% stay. The randomness is a function of `seed`
+    and the batch's ids, not a stateful generator (keras-hub's `MaskedLMMaskGenerator` has no
+    seed): each epoch's shuffle makes other batches and so other masks, and a resumed run draws
+    the masks an uninterrupted one would have.
+
+    Returns:
+        `(masked ids, ids, weights)`: the model's input, the targets, and float32 weights that
+        are 1 at the selected positions (the only ones the loss counts) and 0 elsewhere.
+    """
+    content = tf.strings.reduce_join(tf.strings.as_string(tf.reshape(ids, [-1])), separator=",")
+    batch_seed = tf.strings.to_hash_bucket_fast(content, 2**31 - 1)
+
+    def uniform(offset: int, **kwargs) -> tf.Tensor:
+        stream = tf.stack([tf.constant(seed, tf.int64), batch_seed + offset])
+        return tf.random.stateless_uniform(tf.shape(ids), stream, **kwargs)
+
+    selected = (uniform(0) < rate) & (ids != PAD_ID) & (ids != CLS_ID)
+    action = uniform(1)
+    random_ids = uniform(2, minval=len(RESERVED_TOKENS), maxval=vocabulary_size, dtype=tf.int32)
+    masked = tf.where(selected & (action < 0.8), MASK_ID, ids)
+    masked = tf.where(selected & (action >= 0.8) & (action < 0.9), random_ids, masked)
+    return masked, ids, tf.cast(selected, tf.float32)

@@ -25,9 +25,9 @@ from bigmodel_tf.data.images import (
 from bigmodel_tf.data.pipeline import Batcher
 from bigmodel_tf.data.subwords import (
     PAD_ID,
-    TextClassSpec,
-    classification_examples,
-    classification_spec,
+    SubwordSpec,
+    subword_examples,
+    subword_spec,
     token_batcher,
 )
 from bigmodel_tf.data.text import CharSpec, char_examples, char_spec, char_streams
@@ -243,34 +243,32 @@ class TransformerClassifierTask(ClassificationTask):
         "warmup_epochs": 1.0,
     }
 
-    def prepare(self, config: RunConfig, run_dir: Path) -> TextClassSpec:
+    def prepare(self, config: RunConfig, run_dir: Path) -> SubwordSpec:
         _check_heads(config)
         model = config.model
-        return classification_spec(
-            config.dataset, run_dir, model.vocabulary_size, model.sequence_length
-        )
+        return subword_spec(config.dataset, run_dir, model.vocabulary_size, model.sequence_length)
 
-    def examples(self, config: RunConfig, split: str, spec: TextClassSpec) -> tf.data.Dataset:
-        return classification_examples(config.dataset, split, spec)
+    def examples(self, config: RunConfig, split: str, spec: SubwordSpec) -> tf.data.Dataset:
+        return subword_examples(config.dataset, split, spec)
 
-    def batcher(self, config: RunConfig, spec: TextClassSpec, batch_size: int) -> Batcher:
+    def batcher(self, config: RunConfig, spec: SubwordSpec, batch_size: int) -> Batcher:
         return token_batcher(batch_size)
 
-    def build_model(self, config: RunConfig, spec: TextClassSpec) -> keras.Model:
+    def build_model(self, config: RunConfig, spec: SubwordSpec) -> keras.Model:
         return transformer.build_classifier(config.model, spec.vocabulary_size, spec.num_classes)
 
     def compile_args(self, config: RunConfig) -> dict[str, Any]:
         return {"loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"]}
 
     def serving_endpoints(
-        self, model: keras.Model, spec: TextClassSpec
+        self, model: keras.Model, spec: SubwordSpec
     ) -> dict[str, tuple[Any, list]]:
         def tokens(token_ids):
             return {"probabilities": model(token_ids, training=False)}
 
         return {"serve": (TextClassifier(model, spec), [TEXTS]), "tokens": (tokens, [TOKEN_IDS])}
 
-    def metadata(self, config: RunConfig, spec: TextClassSpec) -> dict[str, Any]:
+    def metadata(self, config: RunConfig, spec: SubwordSpec) -> dict[str, Any]:
         probabilities = tf.TensorSpec((None, spec.num_classes), tf.float32, name="probabilities")
         return {
             # `tokens`, as the SavedModel and every .tflite file take it.
@@ -290,22 +288,22 @@ class TransformerClassifierTask(ClassificationTask):
             "sequence_length": spec.sequence_length,
         }
 
-    def spec_from_metadata(self, metadata: dict[str, Any]) -> TextClassSpec:
+    def spec_from_metadata(self, metadata: dict[str, Any]) -> SubwordSpec:
         import tensorflow_text  # noqa: F401  the SavedModel's tokenizer ops, needed to load it
 
-        return TextClassSpec(
+        return SubwordSpec(
             vocabulary=tuple(metadata["vocabulary"]),
             labels=tuple(metadata["labels"]),
             sequence_length=metadata["sequence_length"],
         )
 
     def raw_batches(
-        self, config: RunConfig, spec: TextClassSpec, split: str, batch_size: int
+        self, config: RunConfig, spec: SubwordSpec, split: str, batch_size: int
     ) -> tf.data.Dataset:
         """Batches padded to `sequence_length`: one width for every batch, as int8 calibration
         and the report's latency inputs (rows drawn from several batches) need."""
         return (
-            classification_examples(config.dataset, split, spec)
+            subword_examples(config.dataset, split, spec)
             .padded_batch(batch_size, padded_shapes=([spec.sequence_length], []))
             .map(lambda ids, labels: ({"token_ids": ids}, labels))
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from bigmodel_tf.data.subwords import PAD_ID, TextClassSpec, encode, wordpiece_tokenizer
+from bigmodel_tf.data.subwords import PAD_ID, SubwordSpec, encode, wordpiece_tokenizer
 
 
 class TextClassifier(tf.Module):
@@ -22,10 +22,10 @@ class TextClassifier(tf.Module):
 
     Args:
         model: keras.Model. Token ids `(batch, time)` -> class probabilities.
-        spec: TextClassSpec. The run's vocabulary, labels and sequence length.
+        spec: SubwordSpec. The run's vocabulary, labels and sequence length.
     """
 
-    def __init__(self, model: keras.Model, spec: TextClassSpec):
+    def __init__(self, model: keras.Model, spec: SubwordSpec):
         super().__init__(name="text_classifier")
         self.model = model
         self.tokenizer = wordpiece_tokenizer(spec.vocabulary)

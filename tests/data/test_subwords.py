@@ -47,20 +47,20 @@ def test_vocabulary_is_learnt_from_the_texts_with_the_reserved_tokens_first():
 @pytest.fixture(scope="module")
 def spec(tmp_path_factory):
     directory = tmp_path_factory.mktemp("run")
-    return directory, subwords.classification_spec("rotten_tomatoes", directory, 2000, 32)
+    return directory, subwords.subword_spec("rotten_tomatoes", directory, 2000, 32)
 
 
 def test_spec_keeps_the_training_vocabulary_in_the_run_directory(spec):
     directory, first = spec
     assert (directory / subwords.VOCABULARY_FILE).is_file()
     assert 1000 < first.vocabulary_size <= 2000 and first.labels == ("rotten", "fresh")
-    again = subwords.classification_spec("rotten_tomatoes", directory, 500, 32)
+    again = subwords.subword_spec("rotten_tomatoes", directory, 500, 32)
     assert again.vocabulary == first.vocabulary  # read back, not recomputed
 
 
 def test_examples_are_ids_and_labels_and_batches_pad_with_zeros(spec):
     _, found = spec
-    examples = subwords.classification_examples("rotten_tomatoes", "validation", found)
+    examples = subwords.subword_examples("rotten_tomatoes", "validation", found)
     lengths, labels = [], []
     for ids, label in examples.as_numpy_iterator():
         assert ids.dtype == np.int32 and ids[0] == subwords.CLS_ID and 0 not in ids
@@ -73,6 +73,6 @@ def test_examples_are_ids_and_labels_and_batches_pad_with_zeros(spec):
     assert padding < 0.2 * sum(lengths)  # batched by length, little padding
 
 
-def test_a_dataset_without_labels_is_refused():
-    with pytest.raises(UserError, match="no text and label features"):
-        subwords.classification_spec("shakespeare", "/nonexistent", 100, 8)
+def test_a_dataset_without_text_is_refused():
+    with pytest.raises(UserError, match="mnist5k has no text feature"):
+        subwords.subword_spec("mnist5k", "/nonexistent", 100, 8)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bigmodel_tf.data.subwords import PAD_ID, classification_examples
+from bigmodel_tf.data.subwords import PAD_ID, subword_examples
 from bigmodel_tf.export import QUANTIZATIONS, export, verify
 from bigmodel_tf.export.tflite import TfliteModel
 from bigmodel_tf.training import classify
@@ -38,7 +38,7 @@ def exported(trained_transformer, tmp_path_factory):
 def test_batch(trained_transformer):
     """256 test snippets as `(token_ids, labels)`, padded to the longest of them."""
     config, _, spec, model = load_trained(trained_transformer)
-    examples = classification_examples(config.dataset, "test", spec)
+    examples = subword_examples(config.dataset, "test", spec)
     ids, labels = next(iter(examples.padded_batch(256)))
     return ids.numpy(), labels.numpy(), np.asarray(model(ids))
 

@@ -60,7 +60,7 @@ def test_classify_takes_only_a_transformer_run(trained_cnn):
 def test_bad_configs_and_datasets_are_refused_before_anything_is_written(tmp_path):
     for overrides, dataset, message in [
         ({"model.hidden_dim": 30, "model.num_heads": 4}, None, "must be a multiple of"),
-        ({}, "shakespeare", "has no text and label features"),
+        ({}, "shakespeare", "shakespeare has no labels"),
     ]:
         config = training.make_config("transformer", dataset=dataset, overrides=overrides)
         with pytest.raises(UserError, match=message):
