@@ -22,6 +22,7 @@ FAMILIES = (
     "cnn",
     "gru-lm",
     "transformer",
+    "transformer-mlm",
     "transformer-lm",
 )  # kept in step with training.tasks.TASKS by a test; avoids importing TF for --help
 
@@ -52,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset",
         default="default",
         help="named model config (cnn: default, seed, small; gru-lm: default, seed; "
-        "transformer, transformer-lm: default)",
+        "transformer, transformer-mlm, transformer-lm: default)",
     )
     train.add_argument("--epochs", type=int, help="shorthand for --set train.epochs=N")
     train.add_argument("--batch-size", type=int, help="global batch size (train.batch_size)")

@@ -25,13 +25,16 @@ from bigmodel_tf.data.images import (
 from bigmodel_tf.data.pipeline import Batcher
 from bigmodel_tf.data.subwords import (
     PAD_ID,
+    VOCABULARY_FILE,
     SubwordSpec,
+    mask_tokens,
     subword_examples,
     subword_spec,
     token_batcher,
 )
 from bigmodel_tf.data.text import CharSpec, char_examples, char_spec, char_streams
 from bigmodel_tf.errors import UserError
+from bigmodel_tf.io import read_json, write_json
 from bigmodel_tf.models import cnn, gru_lm, transformer
 from bigmodel_tf.training.config import RunConfig
 from bigmodel_tf.training.language_model import BitsPerCharacter, TextGenerator, TextSample
@@ -246,6 +249,11 @@ class TransformerClassifierTask(ClassificationTask):
     def prepare(self, config: RunConfig, run_dir: Path) -> SubwordSpec:
         _check_heads(config)
         model = config.model
+        if model.encoder_from:  # the pretrained backbone's ids, before anything else is written
+            encoder = _pretrained_encoder(config)
+            vocabulary = read_json(encoder / VOCABULARY_FILE)
+            if not (run_dir / VOCABULARY_FILE).exists():
+                write_json(run_dir / VOCABULARY_FILE, vocabulary)
         return subword_spec(config.dataset, run_dir, model.vocabulary_size, model.sequence_length)
 
     def examples(self, config: RunConfig, split: str, spec: SubwordSpec) -> tf.data.Dataset:
@@ -255,7 +263,12 @@ class TransformerClassifierTask(ClassificationTask):
         return token_batcher(batch_size)
 
     def build_model(self, config: RunConfig, spec: SubwordSpec) -> keras.Model:
-        return transformer.build_classifier(config.model, spec.vocabulary_size, spec.num_classes)
+        model = transformer.build_classifier(config.model, spec.vocabulary_size, spec.num_classes)
+        if config.model.encoder_from:
+            checkpoint = Path(config.model.encoder_from) / "checkpoints" / "best.keras"
+            pretrained = keras.saving.load_model(checkpoint, safe_mode=True, compile=False)
+            model.backbone.set_weights(pretrained.backbone.get_weights())
+        return model
 
     def compile_args(self, config: RunConfig) -> dict[str, Any]:
         return {"loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"]}
@@ -307,6 +320,117 @@ class TransformerClassifierTask(ClassificationTask):
             .padded_batch(batch_size, padded_shapes=([spec.sequence_length], []))
             .map(lambda ids, labels: ({"token_ids": ids}, labels))
         )
+
+
+# The architecture a classifier must share with the transformer-mlm run it starts from (dropout
+# is not in the weights; the vocabulary comes from the run).
+ENCODER_FIELDS = (
+    "num_layers",
+    "num_heads",
+    "hidden_dim",
+    "intermediate_dim",
+    "positions",
+    "norm_first",
+    "activation",
+    "sequence_length",
+)
+
+
+def _pretrained_encoder(config: RunConfig) -> Path:
+    """`model.encoder_from`, checked: a finished transformer-mlm run of the same architecture."""
+    run = Path(config.model.encoder_from)
+    if not (run / "config.json").is_file():
+        raise UserError(f"model.encoder_from={run} is not a run directory")
+    pretrained = read_json(run / "config.json")
+    if pretrained["family"] != TransformerMlmTask.family:
+        raise UserError(
+            f"model.encoder_from={run} is a {pretrained['family']!r} run, not a "
+            f"{TransformerMlmTask.family!r} run"
+        )
+    if not (run / "metrics.json").is_file():
+        raise UserError(f"model.encoder_from={run} has not finished training")
+    differences = [
+        f"model.{name}={pretrained['model'][name]} there, {getattr(config.model, name)} here"
+        for name in ENCODER_FIELDS
+        if pretrained["model"][name] != getattr(config.model, name)
+    ]
+    if differences:
+        raise UserError(
+            f"model.encoder_from={run} has another architecture: {'; '.join(differences)}"
+        )
+    return run
+
+
+# The texts masked-language pretraining learns from: the training texts and the unlabelled ones
+# (Rotten Tomatoes' plot summaries, IMDB's unsupervised reviews), never held-out text.
+PRETRAINING_SPLIT = "train+unsupervised"
+
+
+class TransformerMlmTask(Task):
+    """Masked-language-model pretraining (BERT) of the classifier's backbone on unlabelled text.
+
+    Trains on `PRETRAINING_SPLIT` (validation and test: the held-out splits' texts, labels
+    unused), with a WordPiece vocabulary computed from it; the loss and accuracy count the
+    masked positions only. A `transformer` classifier starts from the finished run with
+    `model.encoder_from=RUN_DIR`. These runs are not exported: the fine-tuned classifier is.
+    """
+
+    family = "transformer-mlm"
+    config_class = transformer.TransformerMlmConfig
+    presets = transformer.masked_lm.PRESETS
+    default_dataset = "rotten_tomatoes"
+    train_defaults = {
+        "epochs": 40,
+        "batch_size": 64,
+        "optimizer": "adamw",
+        "learning_rate": 1e-3,
+        "weight_decay": 0.01,
+        "warmup_epochs": 1.0,
+    }
+
+    def prepare(self, config: RunConfig, run_dir: Path) -> SubwordSpec:
+        _check_heads(config)
+        model = config.model
+        return subword_spec(
+            config.dataset,
+            run_dir,
+            model.vocabulary_size,
+            model.sequence_length,
+            labelled=False,
+            vocabulary_split=PRETRAINING_SPLIT,
+        )
+
+    def examples(self, config: RunConfig, split: str, spec: SubwordSpec) -> tf.data.Dataset:
+        split = PRETRAINING_SPLIT if split == "train" else split
+        return subword_examples(config.dataset, split, spec, labelled=False)
+
+    def batcher(self, config: RunConfig, spec: SubwordSpec, batch_size: int) -> Batcher:
+        def mask(ids):
+            return mask_tokens(ids, config.model.mask_rate, spec.vocabulary_size, config.train.seed)
+
+        return lambda examples: token_batcher(batch_size)(examples).map(mask)
+
+    def build_model(self, config: RunConfig, spec: SubwordSpec) -> keras.Model:
+        return transformer.build_masked_lm(config.model, spec.vocabulary_size)
+
+    def compile_args(self, config: RunConfig) -> dict[str, Any]:
+        return {
+            # The mean over the masked positions (weight 1), not over every position.
+            "loss": keras.losses.SparseCategoricalCrossentropy(
+                from_logits=True, reduction="mean_with_sample_weight"
+            ),
+            "weighted_metrics": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        }
+
+    def _not_exported(self, *args, **kwargs):
+        raise UserError(
+            f"{self.family} runs are pretraining and are not exported; fine-tune a classifier "
+            f"from one (bigmodel-tf train transformer --set model.encoder_from=RUN_DIR) and "
+            "export that"
+        )
+
+    serving_endpoints = metadata = spec_from_metadata = raw_batches = _not_exported
+    predict = quality = _not_exported
 
 
 # Characters each parallel stream predicts in the export report and in int8 calibration: twice
@@ -579,5 +703,11 @@ def _check_heads(config: RunConfig) -> None:
 
 TASKS: dict[str, Task] = {
     task.family: task
-    for task in (CnnTask(), GruLmTask(), TransformerClassifierTask(), TransformerLmTask())
+    for task in (
+        CnnTask(),
+        GruLmTask(),
+        TransformerClassifierTask(),
+        TransformerMlmTask(),
+        TransformerLmTask(),
+    )
 }

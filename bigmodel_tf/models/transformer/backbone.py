@@ -41,6 +41,28 @@ class BackboneConfig:
     # Pre-norm trains stably without a long warm-up (Xiong et al. 2020).
     norm_first: bool = option(True)
     activation: str = option("gelu", choices=("gelu", "relu"))
+    # The longest input in tokens (learned positions have one vector per position).
+    sequence_length: int = option(128, min=2, max=8192)
+
+
+def build_backbone(
+    config: BackboneConfig, vocabulary_size: int, *, causal: bool
+) -> TransformerBackbone:
+    """The backbone `config` describes, for `vocabulary_size` ids (not yet built)."""
+    return TransformerBackbone(
+        vocabulary_size,
+        config.sequence_length,
+        config.num_layers,
+        config.num_heads,
+        config.hidden_dim,
+        config.intermediate_dim,
+        dropout=config.dropout,
+        positions=config.positions,
+        causal=causal,
+        norm_first=config.norm_first,
+        activation=config.activation,
+        name="backbone",
+    )
 
 
 def cache_shape(

@@ -22,7 +22,11 @@ import keras
 from keras import ops
 
 from bigmodel_tf.config import option
-from bigmodel_tf.models.transformer.backbone import BackboneConfig, TransformerBackbone
+from bigmodel_tf.models.transformer.backbone import (
+    BackboneConfig,
+    TransformerBackbone,
+    build_backbone,
+)
 
 
 @dataclass
@@ -151,20 +155,6 @@ def build_language_model(
     config: TransformerLmConfig, vocabulary_size: int
 ) -> TransformerLanguageModel:
     """The language model `config` describes, built (weights created) for `vocabulary_size` ids."""
-    backbone = TransformerBackbone(
-        vocabulary_size,
-        config.sequence_length,
-        config.num_layers,
-        config.num_heads,
-        config.hidden_dim,
-        config.intermediate_dim,
-        dropout=config.dropout,
-        positions=config.positions,
-        causal=True,
-        norm_first=config.norm_first,
-        activation=config.activation,
-        name="backbone",
-    )
-    model = TransformerLanguageModel(backbone)
+    model = TransformerLanguageModel(build_backbone(config, vocabulary_size, causal=True))
     model.build((None, None))
     return model

@@ -15,22 +15,36 @@ import keras
 from keras import ops
 
 from bigmodel_tf.config import option
-from bigmodel_tf.models.transformer.backbone import BackboneConfig, TransformerBackbone
+from bigmodel_tf.models.transformer.backbone import (
+    BackboneConfig,
+    TransformerBackbone,
+    build_backbone,
+)
 
 POOLINGS = ("mean", "cls")
 
 
 @dataclass
-class TransformerClassifierConfig(BackboneConfig):
-    """Hyper-parameters of the text classifier; the labels come from the data."""
+class EncoderConfig(BackboneConfig):
+    """A bidirectional backbone over WordPiece subwords (the classifier's, and what
+    masked-language pretraining makes for it)."""
 
-    # WordPiece vocabulary computed from the training split (it may come out smaller); the
+    # WordPiece vocabulary computed from the training text (it may come out smaller); the
     # minimum leaves room for the 5 reserved tokens and the characters.
     vocabulary_size: int = option(8000, min=100, max=1_000_000)
     # Tokens per text, [CLS] included; longer texts are truncated. Review snippets average ~25.
     sequence_length: int = option(128, min=2, max=4096)
+
+
+@dataclass
+class TransformerClassifierConfig(EncoderConfig):
+    """Hyper-parameters of the text classifier; the labels come from the data."""
+
     # The mean over real tokens uses every token's features; "cls" the first token's alone.
     pooling: str = option("mean", choices=POOLINGS)
+    # A finished transformer-mlm run to start from: its vocabulary and backbone weights (its
+    # model.* architecture must be this one's); "" starts from random weights.
+    encoder_from: str = option("")
 
 
 PRESETS: dict[str, dict] = {
@@ -117,21 +131,11 @@ def build_classifier(
     config: TransformerClassifierConfig, vocabulary_size: int, num_classes: int
 ) -> TransformerClassifier:
     """The classifier `config` describes, built (weights created) for `vocabulary_size` ids."""
-    backbone = TransformerBackbone(
-        vocabulary_size,
-        config.sequence_length,
-        config.num_layers,
-        config.num_heads,
-        config.hidden_dim,
-        config.intermediate_dim,
-        dropout=config.dropout,
-        positions=config.positions,
-        norm_first=config.norm_first,
-        activation=config.activation,
-        name="backbone",
-    )
     model = TransformerClassifier(
-        backbone, num_classes, dropout=config.dropout, pooling=config.pooling
+        build_backbone(config, vocabulary_size, causal=False),
+        num_classes,
+        dropout=config.dropout,
+        pooling=config.pooling,
     )
     model.build((None, None))
     return model
