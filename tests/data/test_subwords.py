@@ -76,3 +76,24 @@ def test_examples_are_ids_and_labels_and_batches_pad_with_zeros(spec):
 def test_a_dataset_without_text_is_refused():
     with pytest.raises(UserError, match="mnist5k has no text feature"):
         subwords.subword_spec("mnist5k", "/nonexistent", 100, 8)
+
+
+def test_masking_follows_bert_and_depends_on_the_batch_not_on_state():
+    ids = np.random.default_rng(0).integers(5, 1000, (64, 40)).astype("int32")
+    ids[:, 0] = subwords.CLS_ID
+    ids[:, 30:] = subwords.PAD_ID
+    masked, targets, weights = (np.asarray(t) for t in subwords.mask_tokens(ids, 0.15, 1000, 7))
+    np.testing.assert_array_equal(targets, ids)
+    selected = weights == 1.0
+    assert not selected[:, 0].any() and not selected[:, 30:].any()
+    assert 0.12 < selected[:, 1:30].mean() < 0.18
+    assert np.all(masked[~selected] == ids[~selected])
+    replaced = masked[selected]
+    assert 0.7 < np.mean(replaced == subwords.MASK_ID) < 0.9
+    assert np.mean(replaced == ids[selected]) > 0.05  # ~10% stay as they are
+    again, _, _ = subwords.mask_tokens(ids, 0.15, 1000, 7)
+    np.testing.assert_array_equal(again, masked)
+    other_seed, _, _ = subwords.mask_tokens(ids, 0.15, 1000, 8)
+    other_batch, _, _ = subwords.mask_tokens(ids[::-1], 0.15, 1000, 7)
+    assert not np.array_equal(other_seed, masked)
+    assert not np.array_equal(np.asarray(other_batch)[::-1], masked)
