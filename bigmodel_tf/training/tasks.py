@@ -129,7 +129,8 @@ class Task(abc.ABC):
         `outputs` is what variants are compared on (probabilities, logits), one row a target.
 
         Calls `run` once per batch, in order, with all of the endpoint's inputs: a stateful
-        endpoint gets the states `run` returned for the previous batch in place of the batch's.
+        endpoint gets the states `run` returned for the previous batch in place of the batch's
+        own (see `LanguageModelTask.raw_batches`).
         """
 
     @abc.abstractmethod
@@ -544,25 +545,35 @@ class LanguageModelTask(Task):
     def raw_batches(
         self, config: RunConfig, spec: CharSpec, split: str, batch_size: int
     ) -> tf.data.Dataset:
-        """One batch per step of `batch_size` parallel streams (`char_streams`), with a zero
-        state: `predict` replaces it by the carried one after the first step."""
+        """One batch per step of `batch_size` parallel streams (`char_streams`). The first
+        step's state is zeros; the later steps' is empty (no rows), as `predict` replaces it by
+        the carried one: a Transformer's key/value cache per step would hold hundreds of
+        megabytes for each of hundreds of steps."""
         tokens, targets = char_streams(
             config.dataset, split, spec, batch_size, self.stream_steps(config)
         )
-        state = {
-            tensor.name: tf.zeros(
-                [batch_size if n is None else n for n in tensor.shape], tensor.dtype
-            )
-            for tensor in self.step_signature(config)[1:]
-        }
-        return tf.data.Dataset.from_tensor_slices((tokens, targets)).map(
-            lambda token, target: ({"token": token, **state}, target)
-        )
+        steps = tf.data.Dataset.from_tensor_slices((tokens, targets))
+
+        def with_state(rows: int) -> Callable:
+            state = {  # (rows, ...) zeros, or a scalar zero
+                tensor.name: tf.zeros(
+                    [rows if n is None else n for n in tensor.shape], tensor.dtype
+                )
+                for tensor in self.step_signature(config)[1:]
+            }
+            return lambda token, target: ({"token": token, **state}, target)
+
+        first, rest = steps.take(1), steps.skip(1)
+        return first.map(with_state(batch_size)).concatenate(rest.map(with_state(0)))
 
     def predict(self, run, batches) -> tuple[np.ndarray, np.ndarray]:
         logits, carried = [], {}
         for inputs, _ in batches:
-            outputs = run({**inputs, **carried})
+            state = [value for name, value in inputs.items() if name != "token"]
+            # A state with rows starts the streams afresh (their first step, `raw_batches`);
+            # an empty one continues them from the state the last step returned.
+            fresh = not carried or any(np.ndim(value) and len(value) for value in state)
+            outputs = run(inputs if fresh else {**inputs, **carried})
             carried = {name: value for name, value in outputs.items() if name != "logits"}
             logits.append(outputs["logits"])  # (streams, vocab)
         return np.concatenate(logits), np.concatenate([targets for _, targets in batches])
