@@ -154,13 +154,20 @@ def subword_examples(
     tokenizer = wordpiece_tokenizer(spec.vocabulary)
 
     def encoded(texts, *labels):
-        return (encode(texts, tokenizer, spec.sequence_length), *labels)
+        ids = encode(texts, tokenizer, spec.sequence_length)
+        # Padded for unbatch (which would yield ragged elements that padded_batch refuses),
+        # then cut back to each text's length.
+        return (ids.to_tensor(PAD_ID), ids.row_lengths(), *labels)
+
+    def unpadded(ids, length, *labels):
+        return (ids[:length], *labels) if labels else ids[:length]
 
     return (
         _texts(dataset, split, labelled=labelled)
         .batch(1024)  # tokenise many texts per call
         .map(encoded, num_parallel_calls=AUTOTUNE)
         .unbatch()
+        .map(unpadded, num_parallel_calls=AUTOTUNE)
         .cache()
     )
 

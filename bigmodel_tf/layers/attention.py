@@ -17,10 +17,10 @@ import math
 import keras
 from keras import ops
 
-# A masked score becomes its row's smallest score minus this margin: its weight is then at most
-# e^-30 (~1e-13) of the largest one, zero for every purpose, while the scores' range (which
-# full-int8 quantisation must represent) stays near that of the real scores. The usual -1e9
-# stretches that range so far that int8 rounds every real score to the same value.
+# Before the softmax, a masked score becomes its row's smallest score minus this margin, so its
+# weight is at most e^-30 (~1e-13) of the largest one before it is set to 0, while the scores'
+# range (which full-int8 quantisation must represent) stays near that of the real scores. The
+# usual -1e9 stretches that range so far that int8 rounds every real score to the same value.
 MASK_MARGIN = 30.0
 
 
@@ -31,7 +31,8 @@ class MultiHeadAttention(keras.layers.Layer):
     Each head projects the queries, keys and values to `key_dim` features, weighs the values by
     `softmax(q kᵀ / √key_dim)` over the keys, and the heads' results are concatenated and
     projected to `output_dim`. The masks are merged (a key is attended only if every mask allows
-    it); a query row whose keys are all masked attends uniformly, as Keras' layer does.
+    it); masked keys get a weight of exactly 0, and a query whose keys are all masked attends
+    to nothing (its heads output zeros), as in Keras 3.15's layer.
 
     With `cache`, the layer decodes incrementally: the new keys and values are written into the
     cache at `cache_index` and the queries attend to every cached position up to their own
@@ -174,10 +175,12 @@ class MultiHeadAttention(keras.layers.Layer):
         return mask
 
     def _masked_softmax(self, scores, mask):
-        if mask is not None:
-            floor = ops.min(scores, axis=-1, keepdims=True) - MASK_MARGIN
-            scores = ops.where(mask, scores, floor)
-        return ops.softmax(scores, axis=-1)
+        if mask is None:
+            return ops.softmax(scores, axis=-1)
+        floor = ops.min(scores, axis=-1, keepdims=True) - MASK_MARGIN
+        weights = ops.softmax(ops.where(mask, scores, floor), axis=-1)
+        # Exact zeros for masked keys; a row with every key masked attends to nothing.
+        return ops.where(mask, weights, ops.zeros_like(weights))
 
     def _compute_attention(self, query, key, value, mask, training=None):
         """`softmax(q kᵀ / √d_k) v` for every head -> `(batch, time, heads * key_dim)` and the

@@ -100,7 +100,18 @@ def test_a_masked_key_gets_no_weight_however_well_it_matches():
     mask = padding(2, 6, [4, 4])
     output, weights = layer(query, value, padding_mask=mask, return_attention_scores=True)
     np.testing.assert_allclose(output, layer(query, real), atol=1e-5)
-    assert float(np.max(weights[..., 4:])) < 1e-12
+    assert not np.any(weights[..., 4:])
+
+
+def test_a_query_with_every_key_masked_attends_to_nothing():
+    layer = MultiHeadAttention(2, 4)
+    query = random(1, 2, 8, seed=12)
+    mask = np.array([[[True, False, True], [False, False, False]]])  # (1, time, source)
+    output, weights = layer(
+        query, random(1, 3, 8), attention_mask=mask, return_attention_scores=True
+    )
+    assert not np.any(weights[0, :, 1])
+    np.testing.assert_allclose(output[0, 1], layer.output_dense.bias.numpy(), atol=1e-6)
 
 
 def test_causal_mask_hides_the_future():
