@@ -83,7 +83,8 @@ class TransformerLanguageModel(keras.Model):
         self.head = keras.layers.Dense(self.vocabulary_size, dtype="float32", name="logits")
 
     def build(self, input_shape):
-        self.backbone.build(input_shape)
+        if not self.backbone.built:  # a deserialized backbone comes built
+            self.backbone.build(input_shape)
         self.head.build((*input_shape, self.backbone.hidden_dim))
 
     def call(self, token_ids, return_state=False, training=None):

@@ -94,7 +94,8 @@ class TransformerClassifier(keras.Model):
         )
 
     def build(self, input_shape):
-        self.backbone.build(input_shape)
+        if not self.backbone.built:  # a deserialized backbone comes built
+            self.backbone.build(input_shape)
         self.head.build((input_shape[0], self.backbone.hidden_dim))
 
     def call(self, token_ids, training=None):

@@ -62,7 +62,8 @@ class TransformerMaskedLM(keras.Model):
         self.head = keras.layers.Dense(backbone.vocabulary_size, dtype="float32", name="logits")
 
     def build(self, input_shape):
-        self.backbone.build(input_shape)
+        if not self.backbone.built:  # a deserialized backbone comes built
+            self.backbone.build(input_shape)
         features = (*input_shape, self.backbone.hidden_dim)
         self.transform.build(features)
         self.transform_norm.build(features)
