@@ -90,7 +90,10 @@ def encode(
 ) -> tf.RaggedTensor:
     """`(batch,)` strings -> `(batch, None)` int32 ids: `[CLS]`, then at most
     `sequence_length - 1` subwords. Bytes that are not UTF-8 become U+FFFD (then `[UNK]`)
-    rather than failing the batch; an empty text is `[CLS]` alone."""
+    rather than failing the batch; an empty text is `[CLS]` alone.
+
+    Graph mode only (`tf.data`, `tf.function`): called eagerly, keras-hub's tokenizers return
+    Python lists instead of ragged tensors."""
     texts = tf.strings.unicode_transcode(texts, "UTF-8", "UTF-8", errors="replace")
     subwords = tokenizer.tokenize(texts)[:, : sequence_length - 1]
     cls = tf.fill([tf.shape(texts)[0], 1], tf.constant(CLS_ID, subwords.dtype))

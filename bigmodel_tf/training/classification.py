@@ -58,8 +58,8 @@ def classify(run_dir: Path | str, texts: Sequence[str | bytes]) -> list[dict[str
         raise UserError(f"{run_dir} is a {family!r} run; classify takes a {expected!r} run")
     _, _, spec, model = load_trained(run_dir)
     classifier = TextClassifier(model, spec)
-    subwords = classifier.tokenizer.tokenize(tf.constant(texts)).row_lengths().numpy()
-    for number, count in enumerate(subwords, 1):
+    subwords = classifier.tokenizer.tokenize(tf.constant(texts))  # eagerly: lists of ids
+    for number, count in enumerate(map(len, subwords), 1):
         if count > spec.sequence_length - 1:
             print(
                 f"warning: text {number} has {count} subwords; the model reads the first "

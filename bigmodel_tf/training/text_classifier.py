@@ -32,6 +32,7 @@ class TextClassifier(tf.Module):
         self.labels = tf.constant(spec.labels)
         self.sequence_length = spec.sequence_length
 
+    @tf.function(input_signature=[tf.TensorSpec((None,), tf.string)])
     def __call__(self, texts: tf.Tensor) -> dict[str, tf.Tensor]:
         ids = encode(texts, self.tokenizer, self.sequence_length).to_tensor(PAD_ID)
         probabilities = self.model(ids, training=False)  # (batch, classes)

@@ -10,7 +10,12 @@ VOCABULARY = (*subwords.RESERVED_TOKENS, "a", "good", "film", "bad", "##s", "!",
 
 def encode(*texts, sequence_length=8):
     tokenizer = subwords.wordpiece_tokenizer(VOCABULARY)
-    return subwords.encode(tf.constant(texts), tokenizer, sequence_length).to_list()
+
+    @tf.function  # encode() runs in graph mode, as in tf.data and the exported signature
+    def run(texts):
+        return subwords.encode(texts, tokenizer, sequence_length)
+
+    return run(tf.constant(texts)).to_list()
 
 
 def test_texts_start_with_cls_and_are_lowercased_and_split_into_subwords():
@@ -38,10 +43,10 @@ def test_odd_texts_are_encoded_not_refused(text, expected):
 
 
 def test_vocabulary_is_learnt_from_the_texts_with_the_reserved_tokens_first():
-    texts = tf.data.Dataset.from_tensor_slices(["Good film", "bad films", "good good film"] * 5)
-    vocabulary = subwords.compute_vocabulary(texts, 40)
+    texts = tf.data.Dataset.from_tensor_slices(["Good film", "bad films", "good good film"] * 50)
+    vocabulary = subwords.compute_vocabulary(texts, 100)
     assert tuple(vocabulary[:5]) == subwords.RESERVED_TOKENS
-    assert {"good", "film", "bad"} <= set(vocabulary) and "Good" not in vocabulary
+    assert {"good", "film"} <= set(vocabulary) and "Good" not in vocabulary
 
 
 @pytest.fixture(scope="module")
