@@ -191,18 +191,23 @@ def token_batcher(batch_size: int):
 
 def mask_tokens(
     ids: tf.Tensor, rate: float, vocabulary_size: int, seed: int
-) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+) -> tuple[dict[str, tf.Tensor], tf.Tensor, tf.Tensor]:
     """BERT's masking of a `(batch, time)` batch of ids for masked-language modelling.
 
     Selects each real token (not `[PAD]` or `[CLS]`) with probability `rate`; of the selected,
-    80% become `[MASK]`, 10% a random token, 10% stay. The randomness is a function of `seed`
-    and the batch's ids, not a stateful generator (keras-hub's `MaskedLMMaskGenerator` has no
-    seed): each epoch's shuffle makes other batches and so other masks, and a resumed run draws
-    the masks an uninterrupted one would have.
+    80% become `[MASK]`, 10% a random token, 10% stay. Only the selected positions are scored,
+    so they are passed as `(batch, predictions)` positions, `predictions = ceil(2 rate time)`
+    per text (a text with more selected tokens, ~2% of them at 15%, keeps the first ones and
+    leaves the rest unmasked): the model computes logits over the vocabulary there alone.
+
+    The randomness is a function of `seed` and the batch's ids, not a stateful generator
+    (keras-hub's `MaskedLMMaskGenerator` has no seed): each epoch's shuffle makes other batches
+    and so other masks, and a resumed run draws the masks an uninterrupted one would have.
 
     Returns:
-        `(masked ids, ids, weights)`: the model's input, the targets, and float32 weights that
-        are 1 at the selected positions (the only ones the loss counts) and 0 elsewhere.
+        `({"token_ids", "mask_positions"}, targets, weights)`: the model's inputs, the original
+        ids at `mask_positions`, and float32 weights, 1 where a position was selected and 0
+        where it only fills the row.
     """
     content = tf.strings.reduce_join(tf.strings.as_string(tf.reshape(ids, [-1])), separator=",")
     batch_seed = tf.strings.to_hash_bucket_fast(content, 2**31 - 1)
@@ -211,9 +216,19 @@ def mask_tokens(
         stream = tf.stack([tf.constant(seed, tf.int64), batch_seed + offset])
         return tf.random.stateless_uniform(tf.shape(ids), stream, **kwargs)
 
+    time = tf.shape(ids)[1]
     selected = (uniform(0) < rate) & (ids != PAD_ID) & (ids != CLS_ID)
-    action = uniform(1)
-    random_ids = uniform(2, minval=len(RESERVED_TOKENS), maxval=vocabulary_size, dtype=tf.int32)
-    masked = tf.where(selected & (action < 0.8), MASK_ID, ids)
-    masked = tf.where(selected & (action >= 0.8) & (action < 0.9), random_ids, masked)
-    return masked, ids, tf.cast(selected, tf.float32)
+    predictions = tf.cast(tf.math.ceil(2 * rate * tf.cast(time, tf.float32)), tf.int32)
+    priority = tf.cast(selected, tf.float32) + uniform(1)  # the selected first, in random order
+    positions = tf.sort(tf.math.top_k(priority, predictions).indices, axis=-1)
+    weights = tf.gather(selected, positions, batch_dims=1)  # (batch, predictions)
+    scored = tf.reduce_any(  # (batch, time): selected and kept among the predictions
+        tf.logical_and(tf.one_hot(positions, time) > 0, weights[:, :, None]), axis=1
+    )
+    action = uniform(2)
+    random_ids = uniform(3, minval=len(RESERVED_TOKENS), maxval=vocabulary_size, dtype=tf.int32)
+    masked = tf.where(scored & (action < 0.8), MASK_ID, ids)
+    masked = tf.where(scored & (action >= 0.8) & (action < 0.9), random_ids, masked)
+    targets = tf.gather(ids, positions, batch_dims=1)
+    inputs = {"token_ids": masked, "mask_positions": positions}
+    return inputs, targets, tf.cast(weights, tf.float32)

@@ -87,18 +87,21 @@ def test_masking_follows_bert_and_depends_on_the_batch_not_on_state():
     ids = np.random.default_rng(0).integers(5, 1000, (64, 40)).astype("int32")
     ids[:, 0] = subwords.CLS_ID
     ids[:, 30:] = subwords.PAD_ID
-    masked, targets, weights = (np.asarray(t) for t in subwords.mask_tokens(ids, 0.15, 1000, 7))
-    np.testing.assert_array_equal(targets, ids)
-    selected = weights == 1.0
-    assert not selected[:, 0].any() and not selected[:, 30:].any()
-    assert 0.12 < selected[:, 1:30].mean() < 0.18
-    assert np.all(masked[~selected] == ids[~selected])
-    replaced = masked[selected]
+    inputs, targets, weights = subwords.mask_tokens(ids, 0.15, 1000, 7)
+    masked, positions = inputs["token_ids"].numpy(), inputs["mask_positions"].numpy()
+    assert positions.shape == targets.shape == weights.shape == (64, 12)  # ceil(2 x 0.15 x 40)
+    np.testing.assert_array_equal(targets, np.take_along_axis(ids, positions, axis=1))
+    scored = np.zeros(ids.shape, bool)
+    np.put_along_axis(scored, positions, weights.numpy() == 1.0, axis=1)
+    assert not scored[:, 0].any() and not scored[:, 30:].any()
+    assert 0.12 < scored[:, 1:30].mean() < 0.18
+    np.testing.assert_array_equal(masked[~scored], ids[~scored])  # the rest is untouched
+    replaced = masked[scored]
     assert 0.7 < np.mean(replaced == subwords.MASK_ID) < 0.9
-    assert np.mean(replaced == ids[selected]) > 0.05  # ~10% stay as they are
+    assert np.mean(replaced == ids[scored]) > 0.05  # ~10% stay as they are
     again, _, _ = subwords.mask_tokens(ids, 0.15, 1000, 7)
-    np.testing.assert_array_equal(again, masked)
+    np.testing.assert_array_equal(again["token_ids"], masked)
     other_seed, _, _ = subwords.mask_tokens(ids, 0.15, 1000, 8)
     other_batch, _, _ = subwords.mask_tokens(ids[::-1], 0.15, 1000, 7)
-    assert not np.array_equal(other_seed, masked)
-    assert not np.array_equal(np.asarray(other_batch)[::-1], masked)
+    assert not np.array_equal(other_seed["token_ids"], masked)
+    assert not np.array_equal(np.asarray(other_batch["token_ids"])[::-1], masked)

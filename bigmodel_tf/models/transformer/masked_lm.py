@@ -1,8 +1,8 @@
 """Masked-language-model pretraining (BERT, Devlin et al. 2019) of a bidirectional backbone.
 
     >>> model = build_masked_lm(TransformerMlmConfig(), vocabulary_size=8000)
-    >>> model(masked_ids).shape  # logits of the original token at every position
-    (64, 30, 8000)
+    >>> model({"token_ids": masked_ids, "mask_positions": positions}).shape  # (64, 30), (64, 9)
+    (64, 9, 8000)
 
 The backbone learns from unlabelled text to predict masked-out subwords from their context; a
 `TransformerClassifier` then starts from its weights (`model.encoder_from` of the classifier).
@@ -36,8 +36,10 @@ PRESETS: dict[str, dict] = {
 
 @keras.saving.register_keras_serializable(package="bigmodel_tf")
 class TransformerMaskedLM(keras.Model):
-    """Token ids `(batch, time)` (`pad_id` for padding) -> logits `(batch, time, vocab)` of the
-    original token at each position, through BERT's head (Dense + GELU, LayerNorm, Dense).
+    """Predicts the original tokens at masked positions: inputs `{"token_ids": (batch, time),
+    "mask_positions": (batch, predictions)}` (`pad_id` for padding) -> logits
+    `(batch, predictions, vocab)`, through BERT's head (Dense + GELU, LayerNorm, Dense). The
+    logits are computed at the given positions alone, not at every position.
 
     Args:
         backbone: TransformerBackbone. A non-causal backbone.
@@ -62,16 +64,22 @@ class TransformerMaskedLM(keras.Model):
         self.head = keras.layers.Dense(backbone.vocabulary_size, dtype="float32", name="logits")
 
     def build(self, input_shape):
+        ids_shape = input_shape["token_ids"]
         if not self.backbone.built:  # a deserialized backbone comes built
-            self.backbone.build(input_shape)
-        features = (*input_shape, self.backbone.hidden_dim)
+            self.backbone.build(ids_shape)
+        features = (*input_shape["mask_positions"], self.backbone.hidden_dim)
         self.transform.build(features)
         self.transform_norm.build(features)
         self.head.build(features)
 
-    def call(self, token_ids, training=None):
+    def call(self, inputs, training=None):
+        token_ids, positions = inputs["token_ids"], inputs["mask_positions"]
         mask = ops.not_equal(token_ids, self.pad_id)
-        x = self.backbone(token_ids, padding_mask=mask, training=training)
+        x = self.backbone(token_ids, padding_mask=mask, training=training)  # (batch, time, dim)
+        index = ops.broadcast_to(
+            ops.expand_dims(positions, -1), (*ops.shape(positions), self.backbone.hidden_dim)
+        )
+        x = ops.take_along_axis(x, index, axis=1)  # (batch, predictions, dim)
         return self.head(self.transform_norm(self.transform(x)))
 
     def get_config(self):
@@ -88,5 +96,5 @@ class TransformerMaskedLM(keras.Model):
 def build_masked_lm(config: TransformerMlmConfig, vocabulary_size: int) -> TransformerMaskedLM:
     """The masked language model `config` describes, built (weights created)."""
     model = TransformerMaskedLM(build_backbone(config, vocabulary_size, causal=False))
-    model.build((None, None))
+    model.build({"token_ids": (None, None), "mask_positions": (None, None)})
     return model
