@@ -34,7 +34,8 @@ TINY_GRU_LM = {
 }
 
 # A one-block, 32-wide Transformer classifier over a 2,000-subword vocabulary: one epoch on
-# Rotten Tomatoes takes TODO s and reaches TODO test accuracy (majority class: 0.578).
+# Rotten Tomatoes (161 steps, 52 s on a busy 2-core machine) reaches 0.728 validation and 0.718
+# test accuracy (majority class: 0.578; at learning rate 1e-3, 0.665).
 TINY_TRANSFORMER = {
     "model.vocabulary_size": 2000,
     "model.sequence_length": 64,
@@ -42,6 +43,7 @@ TINY_TRANSFORMER = {
     "model.num_heads": 2,
     "model.hidden_dim": 32,
     "model.intermediate_dim": 64,
+    "train.learning_rate": 0.005,
     "train.warmup_epochs": 0.0,
 }
 
