@@ -160,17 +160,21 @@ class MultiHeadAttention(keras.layers.Layer):
     def _compute_attention_mask(
         self, time, source, padding_mask, attention_mask, use_causal_mask, offset
     ):
-        """The merged mask, broadcastable to `(batch, heads, time, source)`, or None."""
+        """The merged mask, broadcastable to `(batch, heads, time, source)`, or None.
+
+        `expand_dims` rather than `[:, None]`: TFLite has no builtin for a strided slice that
+        adds axes."""
         mask = None
         if padding_mask is not None:
-            mask = ops.cast(padding_mask, "bool")[:, None, None, :]  # (batch, 1, 1, source)
+            padding = ops.cast(padding_mask, "bool")
+            mask = ops.expand_dims(ops.expand_dims(padding, 1), 1)  # (batch, 1, 1, source)
         if attention_mask is not None:
-            explicit = ops.cast(attention_mask, "bool")[:, None]  # (batch, 1, time, source)
+            explicit = ops.expand_dims(ops.cast(attention_mask, "bool"), 1)  # (batch, 1, t, s)
             mask = explicit if mask is None else ops.logical_and(mask, explicit)
         if use_causal_mask:
             # Query i sits at position offset + i and may see keys 0 .. offset + i.
-            rows = ops.arange(time)[:, None] + offset
-            causal = ops.arange(source)[None, :] <= rows  # (time, source)
+            rows = ops.expand_dims(ops.arange(time) + offset, 1)  # (time, 1)
+            causal = ops.expand_dims(ops.arange(source), 0) <= rows  # (time, source)
             mask = causal if mask is None else ops.logical_and(mask, causal)
         return mask
 

@@ -42,7 +42,7 @@ class SinusoidalPositionEncoding(keras.layers.Layer):
             dim, self.compute_dtype
         )
         frequencies = ops.power(ops.cast(self.max_wavelength, self.compute_dtype), -exponents)
-        angles = positions[:, None] * frequencies[None, :]  # (time, dim)
+        angles = ops.expand_dims(positions, 1) * ops.expand_dims(frequencies, 0)  # (time, dim)
         encoding = ops.where(features % 2 == 0, ops.sin(angles), ops.cos(angles))
         return ops.broadcast_to(encoding, shape)
 

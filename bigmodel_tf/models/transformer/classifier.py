@@ -104,7 +104,7 @@ class TransformerClassifier(keras.Model):
         if self.pooling == "cls":
             x = x[:, 0]
         else:
-            weights = ops.cast(mask, x.dtype)[:, :, None]
+            weights = ops.expand_dims(ops.cast(mask, x.dtype), -1)  # (batch, time, 1)
             count = ops.maximum(ops.sum(weights, axis=1), 1.0)  # an all-padding row gives zeros
             x = ops.sum(x * weights, axis=1) / count  # (batch, dim)
         return self.head(self.dropout_layer(x, training=training))
