@@ -38,7 +38,7 @@ def test_metadata_describes_the_cached_step(exported, keras_run):
     metadata = json.loads((exported / "metadata.json").read_text())
     assert metadata["inputs"] == {
         "token": {"dtype": "int32", "shape": [None]},
-        "cache": {"dtype": "float32", "shape": [None, 1, 2, 2, 128, 16]},
+        "cache": {"dtype": "float32", "shape": [None, 2, 2, 128, 16]},
         "position": {"dtype": "int32", "shape": []},
     }
     assert list(model.backbone.cache_shape) == metadata["inputs"]["cache"]["shape"][1:]
@@ -63,7 +63,7 @@ def stepped(run, tokens: np.ndarray) -> np.ndarray:
     for token in tokens:
         inputs = {"token": token, **(state or {})}
         if state is None:
-            inputs |= {"cache": np.zeros((len(token), 1, 2, 2, 128, 16), "float32"), "position": 0}
+            inputs |= {"cache": np.zeros((len(token), 2, 2, 128, 16), "float32"), "position": 0}
         outputs = run(inputs)
         state = {"cache": outputs["cache"], "position": outputs["position"]}
         logits.append(outputs["logits"])

@@ -67,10 +67,12 @@ def build_backbone(
 
 def cache_shape(
     num_layers: int, num_heads: int, hidden_dim: int, length: int
-) -> tuple[int, int, int, int, int]:
-    """A causal backbone's key/value cache shape after `(batch,)`: per layer, keys then values,
-    per head, `length` positions of `hidden_dim // num_heads` features."""
-    return (num_layers, 2, num_heads, length, hidden_dim // num_heads)
+) -> tuple[int, int, int, int]:
+    """A causal backbone's key/value cache shape after `(batch,)`: for each layer its keys then
+    its values (axis 1, `2 * num_layers` entries), per head, `length` positions of
+    `hidden_dim // num_heads` features. Five axes with the batch, not six: TFLite slices at
+    most five."""
+    return (2 * num_layers, num_heads, length, hidden_dim // num_heads)
 
 
 @keras.saving.register_keras_serializable(package="bigmodel_tf")
@@ -95,8 +97,7 @@ class TransformerBackbone(keras.layers.Layer):
     Call arguments:
         token_ids: int tensor `(batch, time)`.
         padding_mask: bool tensor `(batch, time)`, `True` for real tokens. Defaults to None.
-        cache: causal only: float tensor
-            `(batch, num_layers, 2, num_heads, cache_length, hidden_dim // num_heads)`, the keys
+        cache: causal only: float tensor `(batch, *cache_shape(...))` of any length, the keys
             and values of the positions before `cache_index`. Defaults to None.
         cache_index: int or int tensor. Position of `token_ids`' first step.
 
@@ -185,13 +186,16 @@ class TransformerBackbone(keras.layers.Layer):
             if cache is None:
                 x = layer(x, padding_mask=padding_mask, training=training)
             else:
-                x, layer_cache = layer(
-                    x, padding_mask=padding_mask, cache=cache[:, index], cache_index=cache_index
+                x, layer_cache = layer(  # (batch, 2, heads, length, head_dim)
+                    x,
+                    padding_mask=padding_mask,
+                    cache=cache[:, 2 * index : 2 * index + 2],
+                    cache_index=cache_index,
                 )
                 caches.append(layer_cache)
         if self.final_norm is not None:
             x = self.final_norm(x)
-        return x if cache is None else (x, ops.stack(caches, axis=1))
+        return x if cache is None else (x, ops.concatenate(caches, axis=1))
 
     def compute_output_shape(self, input_shape):
         return (*input_shape, self.hidden_dim)
