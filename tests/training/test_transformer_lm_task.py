@@ -10,8 +10,9 @@ from tests.helpers import run_cli
 
 
 def test_a_short_run_learns_more_than_character_pairs(trained_transformer_lm):
-    # Measured 2.14 nats/char (validation) and 2.17 (test). A bigram model reaches 2.50 and unigram frequencies
-    # 3.34; targets leaking into the inputs (a broken causal mask) would drive it below 1.0.
+    # Measured 2.14 nats/char (validation) and 2.17 (test). A bigram model reaches 2.50 and
+    # unigram frequencies 3.34; targets leaking into the inputs (a broken causal mask) would
+    # drive it below 1.0.
     metrics = json.loads((trained_transformer_lm / "metrics.json").read_text())
     for split in ("validation", "test"):
         assert 1.0 < metrics[split]["loss"] < 2.3, (split, metrics[split])
