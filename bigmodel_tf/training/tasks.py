@@ -238,11 +238,14 @@ class TransformerClassifierTask(ClassificationTask):
     # One point of accuracy: the issue sets no int8 budget for this family, and int8 attention
     # and LayerNorm lose more than the CNN's convolutions.
     int8_budget = 0.01
+    # Measured on rotten_tomatoes: the default preset overfits after 2-3 epochs (training
+    # accuracy 0.89, validation loss rising), so 4 epochs at 5e-4 with cosine decay; 10 epochs
+    # at 1e-3 picked an epoch-2 checkpoint at a still high learning rate.
     train_defaults = {
-        "epochs": 10,
+        "epochs": 4,
         "batch_size": 64,
         "optimizer": "adamw",
-        "learning_rate": 1e-3,
+        "learning_rate": 5e-4,
         "weight_decay": 0.01,
         "warmup_epochs": 1.0,
     }
