@@ -32,7 +32,8 @@ class MultiHeadAttention(keras.layers.Layer):
     `softmax(q kᵀ / √key_dim)` over the keys, and the heads' results are concatenated and
     projected to `output_dim`. The masks are merged (a key is attended only if every mask allows
     it); masked keys get a weight of exactly 0, and a query whose keys are all masked attends
-    to nothing (its heads output zeros), as in Keras 3.15's layer.
+    to nothing (its heads output zeros), as Keras 3.15's layer does when it returns the scores
+    (its fused path attends uniformly instead).
 
     With `cache`, the layer decodes incrementally: the new keys and values are written into the
     cache at `cache_index` and the queries attend to every cached position up to their own
