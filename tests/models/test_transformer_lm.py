@@ -23,51 +23,61 @@ def tokens(shape, seed=0):
     return np.random.default_rng(seed).integers(0, VOCAB, shape).astype("int32")
 
 
-@pytest.fixture(scope="module", params=["learned", "sinusoidal"])
-def model(request):
+def tiny_model(positions: str) -> TransformerLanguageModel:
     keras.utils.set_random_seed(0)
     config = TransformerLmConfig(
         num_layers=2,
         num_heads=2,
         hidden_dim=8,
         intermediate_dim=16,
-        positions=request.param,
+        positions=positions,
         sequence_length=CONTEXT,
     )
     return build_language_model(config, VOCAB)
 
 
-def test_logits_depend_on_the_past_only(model):
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model("learned")
+
+
+@pytest.fixture(scope="module", params=["learned", "sinusoidal"])
+def either(request):
+    """The model with each kind of positions, for what positions could break."""
+    return tiny_model(request.param)
+
+
+def test_logits_depend_on_the_past_only(either):
     sequence = tokens((2, 10), seed=1)
     changed = sequence.copy()
     changed[:, 6:] = (changed[:, 6:] + 1) % VOCAB
-    before, after = np.asarray(model(sequence)), np.asarray(model(changed))
+    before, after = np.asarray(either(sequence)), np.asarray(either(changed))
     assert before.shape == (2, 10, VOCAB)
     np.testing.assert_allclose(before[:, :6], after[:, :6], atol=1e-6)
     assert not np.allclose(before[:, 6:], after[:, 6:])
 
 
 @pytest.mark.parametrize("prefix", [1, 5])
-def test_cached_steps_equal_the_uncached_forward_pass(model, prefix):
+def test_cached_steps_equal_the_uncached_forward_pass(either, prefix):
     sequence = tokens((3, CONTEXT), seed=2)
-    expected = np.asarray(model(sequence))  # (3, CONTEXT, vocab)
-    logits, state = model(sequence[:, :prefix], return_state=True)
+    expected = np.asarray(either(sequence))  # (3, CONTEXT, vocab)
+    logits, state = either(sequence[:, :prefix], return_state=True)
     np.testing.assert_allclose(logits, expected[:, :prefix], atol=1e-4)
     for position in range(prefix, CONTEXT):
-        logits, state = model.step(sequence[:, position], state)
+        logits, state = either.step(sequence[:, position], state)
         np.testing.assert_allclose(logits, expected[:, position], atol=1e-4)
 
 
-def test_a_full_window_slides_to_its_last_half(model):
+def test_a_full_window_slides_to_its_last_half(either):
     """Past the context, a step sees the last half window, re-read as positions 0.. of a fresh
     cache: the logits of a forward pass over exactly those tokens."""
     sequence = tokens((2, CONTEXT + 3), seed=3)
-    _, state = model(sequence[:, :CONTEXT], return_state=True)
+    _, state = either(sequence[:, :CONTEXT], return_state=True)
     for position in range(CONTEXT, CONTEXT + 3):
-        logits, state = model.step(sequence[:, position], state)
+        logits, state = either.step(sequence[:, position], state)
         kept = sequence[:, CONTEXT // 2 + 1 : position + 1]
         assert kept.shape[1] == CONTEXT // 2 + position - CONTEXT
-        np.testing.assert_allclose(logits, np.asarray(model(kept))[:, -1], atol=1e-4)
+        np.testing.assert_allclose(logits, np.asarray(either(kept))[:, -1], atol=1e-4)
 
 
 def test_longer_inputs_are_read_through_their_last_window(model):
