@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from bigmodel_tf.errors import UserError
-from bigmodel_tf.io import native_stderr_captured
+from bigmodel_tf.io import import_tensorflow_quietly
 
 # Before TensorFlow is imported: keep its C++ start-up chatter off stderr.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -284,21 +284,9 @@ COMMANDS = {
 }
 
 
-def _import_tensorflow() -> None:
-    """Imports TensorFlow quietly unless TF_CPP_MIN_LOG_LEVEL=0 asks for its logs."""
-    if int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0")) > 0:
-        with native_stderr_captured():
-            import keras  # noqa: F401
-            import tensorflow  # noqa: F401
-        from absl import logging
-
-        # TFDS and TF log routine notes as absl warnings ("no dataset_info.json", ...).
-        logging.set_verbosity(logging.ERROR)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _import_tensorflow()
+    import_tensorflow_quietly()
     try:
         status = COMMANDS[args.command](args)
     except UserError as e:

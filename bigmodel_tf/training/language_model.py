@@ -65,10 +65,18 @@ class TextGenerator(tf.Module):
     ) -> dict[str, tf.Tensor]:
         # Tensor arguments skip generate()'s Python checks; a served model must still refuse
         # them with a message rather than fail inside the loop.
-        tf.debugging.assert_greater(length, 0, message="length must be >= 1")
-        tf.debugging.assert_less_equal(length, MAX_GENERATE_LENGTH, message="length too large")
-        tf.debugging.assert_greater(temperature, 0.0, message="temperature must be > 0")
-        tf.debugging.assert_non_negative(seed, message="seed must be >= 0")
+        checks = [
+            tf.debugging.assert_greater(length, 0, message="length must be >= 1"),
+            tf.debugging.assert_less_equal(length, MAX_GENERATE_LENGTH, message="length too large"),
+            tf.debugging.assert_greater(temperature, 0.0, message="temperature must be > 0"),
+            tf.debugging.assert_non_negative(seed, message="seed must be >= 0"),
+        ]
+        # In a graph nothing orders the checks before the loop, which a zero temperature breaks
+        # first (it samples ids outside the vocabulary): make the loop's inputs wait for them.
+        with tf.control_dependencies(checks):
+            prompt, length, temperature, seed = (
+                tf.identity(t) for t in (prompt, length, temperature, seed)
+            )
         prompt = tf.where(tf.equal(prompt, ""), EMPTY_PROMPT, prompt)
         ids = tf.cast(self.lookup(tf.strings.unicode_split(prompt, "UTF-8")), tf.int32)
         new_ids = generate(self.model, ids, length, temperature=temperature, seed=seed)
