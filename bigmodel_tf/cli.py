@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from bigmodel_tf.errors import UserError
-from bigmodel_tf.io import native_stderr_captured
+from bigmodel_tf.io import import_tensorflow_quietly
 
 # Before TensorFlow is imported: keep its C++ start-up chatter off stderr.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -21,6 +21,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 FAMILIES = (
     "cnn",
     "gru-lm",
+    "transformer",
+    "transformer-mlm",
+    "transformer-lm",
     "seq2seq",
 )  # kept in step with training.tasks.TASKS by a test; avoids importing TF for --help
 
@@ -51,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset",
         default="default",
         help="named model config (cnn: default, seed, small; gru-lm: default, seed; "
-        "seq2seq: default, luong)",
+        "transformer, transformer-mlm, transformer-lm: default; seq2seq: default, luong)",
     )
     train.add_argument("--epochs", type=int, help="shorthand for --set train.epochs=N")
     train.add_argument("--batch-size", type=int, help="global batch size (train.batch_size)")
@@ -119,10 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     generate = commands.add_parser(
         "generate",
-        help="sample text from a trained gru-lm run",
-        description="Continue --prompt with --length characters sampled from a gru-lm run's "
-        "best checkpoint. Prompt characters outside the vocabulary are read as its OOV token "
-        "(with a warning); the same seed gives the same text.",
+        help="sample text from a trained language-model run (gru-lm, transformer-lm)",
+        description="Continue --prompt with --length characters sampled from a gru-lm or "
+        "transformer-lm run's best checkpoint (a transformer carries a key/value cache and "
+        "sees at most its sequence_length characters). Prompt characters outside the "
+        "vocabulary are read as its OOV token (with a warning); the same seed gives the same "
+        "text.",
     )
     generate.add_argument("run_dir", type=Path)
     generate.add_argument(
@@ -143,6 +148,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--top-p", type=float, help="sample among the most likely characters of mass P"
     )
     generate.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+
+    classify = commands.add_parser(
+        "classify",
+        help="label texts with a trained transformer run",
+        description="Print the label and its probability for each TEXT, one line each "
+        "(label, probability, text; tab-separated), from a transformer run's best checkpoint. "
+        "A text longer than the model's sequence_length subwords is truncated to it (with a "
+        "warning); an empty text or one that is not UTF-8 is an error.",
+    )
+    classify.add_argument("run_dir", type=Path)
+    classify.add_argument("texts", nargs="+", metavar="TEXT", help="a text to label")
 
     transduce = commands.add_parser(
         "transduce",
@@ -250,6 +266,13 @@ def _generate(args: argparse.Namespace) -> None:
     print(args.prompt + text)
 
 
+def _classify(args: argparse.Namespace) -> None:
+    from bigmodel_tf.training import classify
+
+    for result in classify(args.run_dir, args.texts):
+        print(f"{result['label']}\t{result['probability']:.4f}\t{result['text']}")
+
+
 def _transduce(args: argparse.Namespace) -> None:
     from bigmodel_tf.training import transduce
 
@@ -278,10 +301,10 @@ def _datasets(args: argparse.Namespace) -> None:
     for row in data.describe():
         splits = ", ".join(f"{split} {count:,}" for split, count in row["splits"].items())
         state = "prepared" if row["prepared"] else "fetched with pip on first use"
-        print(f"{row['name']:<10} {splits}  [{row['source']}; {state}]")
-        print(f"{'':<10} {row['description']}")
-    print("tfds:NAME  any TFDS catalogue dataset (needs internet the first time)")
-    print("pairs:PATH your own UTF-8 file of source<TAB>target lines (seq2seq)")
+        print(f"{row['name']:<15} {splits}  [{row['source']}; {state}]")
+        print(f"{'':<15} {row['description']}")
+    print(f"{'tfds:NAME':<15} any TFDS catalogue dataset (needs internet the first time)")
+    print(f"{'pairs:PATH':<15} your own UTF-8 file of source<TAB>target lines (seq2seq)")
 
 
 COMMANDS = {
@@ -290,27 +313,16 @@ COMMANDS = {
     "export": _export,
     "verify": _verify,
     "generate": _generate,
+    "classify": _classify,
     "transduce": _transduce,
     "tensorboard": _tensorboard,
     "datasets": _datasets,
 }
 
 
-def _import_tensorflow() -> None:
-    """Imports TensorFlow quietly unless TF_CPP_MIN_LOG_LEVEL=0 asks for its logs."""
-    if int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0")) > 0:
-        with native_stderr_captured():
-            import keras  # noqa: F401
-            import tensorflow  # noqa: F401
-        from absl import logging
-
-        # TFDS and TF log routine notes as absl warnings ("no dataset_info.json", ...).
-        logging.set_verbosity(logging.ERROR)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _import_tensorflow()
+    import_tensorflow_quietly()
     try:
         status = COMMANDS[args.command](args)
     except UserError as e:

@@ -69,3 +69,16 @@ def native_stderr_captured(*, replay_on_error: bool = True):
         finally:
             os.dup2(saved, 2)
             os.close(saved)
+
+
+def import_tensorflow_quietly() -> None:
+    """Imports TensorFlow and Keras with their start-up notes held back (unless
+    TF_CPP_MIN_LOG_LEVEL=0 asks for them), and turns absl's routine warnings off."""
+    if int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0")) > 0:
+        with native_stderr_captured():
+            import keras  # noqa: F401
+            import tensorflow  # noqa: F401
+        from absl import logging
+
+        # TFDS and TF log routine notes as absl warnings ("no dataset_info.json", ...).
+        logging.set_verbosity(logging.ERROR)

@@ -16,7 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -40,27 +40,30 @@ def main(argv: list[str] | None = None) -> int:
 
     from bigmodel_tf import bench
     from bigmodel_tf.errors import UserError
+    from bigmodel_tf.io import import_tensorflow_quietly, read_json
 
-    out = args.out.resolve() if args.out else None
+    update_readme = args.out is None and not args.quick
+    default = "benchmarks/quick-results.json" if args.quick else "benchmarks/results.json"
+    out = args.out.resolve() if args.out else ROOT / default
     os.chdir(ROOT)  # runs/ and benchmarks/ are the repository's
+
+    def save(figures: list) -> None:
+        # After every suite, so that an interrupted run keeps what it measured.
+        results = bench.write_results(out, figures, quick=args.quick)
+        if update_readme:
+            bench.update_readme(ROOT / "README.md", bench.render_tables(results))
+
     try:
         suites = bench.parse_suites(args.only)
         if args.rounds is not None and args.rounds < 1:
             raise UserError(f"--rounds must be >= 1, got {args.rounds}")
-        figures = bench.run(suites, quick=args.quick, rounds=args.rounds)
+        import_tensorflow_quietly()
+        bench.run(suites, quick=args.quick, rounds=args.rounds, on_suite=save)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    readme = out is None and not args.quick
-    out = out or Path("benchmarks/quick-results.json" if args.quick else "benchmarks/results.json")
-    results = bench.write_results(out, figures, quick=args.quick)
-    tables = bench.render_tables(results)
-    print(tables)
-    if readme:
-        bench.update_readme(ROOT / "README.md", tables)
-        print(f"\nwrote {out} and the README's results tables")
-    else:
-        print(f"\nwrote {out}")
+    print(bench.render_tables(read_json(out)))
+    print(f"\nwrote {out}" + (" and the README's results tables" if update_readme else ""))
     return 0
 
 

@@ -34,6 +34,7 @@ def run(
     quick: bool = False,
     rounds: int | None = None,
     log: Callable[[str], None] = print,
+    on_suite: Callable[[list[Figure]], None] = lambda figures: None,
 ) -> list[Figure]:
     """Runs `suites` (all by default) and returns their figures.
 
@@ -47,6 +48,8 @@ def run(
         quick: bool. Toy sizes. Defaults to `False`.
         rounds: int. Timed rounds per speed figure. Defaults to 5 (2 with `quick`).
         log: callable. Receives progress lines. Defaults to `print`.
+        on_suite: callable. Receives the figures so far after each suite, e.g. to save them
+            before a long suite starts. Defaults to nothing.
     """
     from bigmodel_tf.bench import suites as benchmarks  # imports TensorFlow
 
@@ -76,6 +79,7 @@ def run(
                     figures += benchmarks.inference(family, runs[family.name], quick)
                 elif suite == "quality":
                     figures += benchmarks.quality(family, runs[family.name])
+            on_suite(figures)
     return figures
 
 

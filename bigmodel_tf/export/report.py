@@ -71,6 +71,8 @@ def measure(
             Defaults to `True`.
     """
     rows, reference = [], None
+    if timing:
+        single, batch = [_first_examples(batches, 1)], [_first_examples(batches, LATENCY_BATCH)]
     for variant in variants:
         outputs, targets = predict(variant.run, batches)
         if reference is None:
@@ -86,7 +88,6 @@ def measure(
             "max_abs_diff": float(np.max(np.abs(outputs.astype(np.float64) - reference))),
         }
         if timing:
-            single, batch = [_first_examples(batches, 1)], [_first_examples(batches, LATENCY_BATCH)]
             row["latency_ms"] = {
                 "1": median_latency_ms(partial(predict, variant.run, single), SINGLE_REPEATS),
                 str(LATENCY_BATCH): median_latency_ms(
@@ -98,10 +99,20 @@ def measure(
 
 
 def _first_examples(batches: list[Batch], count: int) -> Batch:
-    """The first `count` examples of `batches` as one batch."""
-    inputs = [batch_inputs for batch_inputs, _ in batches]
-    targets = np.concatenate([batch_targets for _, batch_targets in batches])[:count]
-    return {name: np.concatenate([b[name] for b in inputs])[:count] for name in inputs[0]}, targets
+    """The first `count` examples of `batches` as one batch, joined from only as many batches as
+    that needs. A scalar input is shared by the whole batch (a language model's `position`) and
+    is kept as it is."""
+    taken, rows = [], 0
+    for batch_inputs, targets in batches:
+        taken.append((batch_inputs, targets))
+        rows += len(targets)
+        if rows >= count:
+            break
+    inputs = {
+        name: value if np.ndim(value) == 0 else np.concatenate([b[name] for b, _ in taken])[:count]
+        for name, value in taken[0][0].items()
+    }
+    return inputs, np.concatenate([targets for _, targets in taken])[:count]
 
 
 def check_targets(

@@ -117,7 +117,9 @@ def _check_run_dir(config: RunConfig, run_dir: Path, overwrite: bool) -> bool:
                 f"{run_dir} holds a {previous.get('family')!r} run, not {config.family!r}; "
                 "choose another --run-dir"
             )
-        differences = _differences(previous, config.to_dict())
+        # Read back through the dataclasses: options added since the run was made take their
+        # defaults, which keep the behaviour the run had.
+        differences = _differences(config_from_dict(previous).to_dict(), config.to_dict())
         if differences:
             raise UserError(
                 f"{run_dir} holds a run with a different config ({'; '.join(differences[:4])}); "

@@ -42,6 +42,16 @@ def test_finished_run_is_not_trained_again_and_conflicting_runs_are_refused(trai
         training.train(other, trained_cnn)
 
 
+def test_a_run_made_before_an_option_existed_is_still_the_same_run(trained_cnn, tmp_path):
+    old_run = tmp_path / "old"
+    old_run.mkdir()
+    saved = json.loads((trained_cnn / "config.json").read_text())
+    del saved["train"]["max_steps_per_epoch"]  # as a run made before the option was added
+    (old_run / "config.json").write_text(json.dumps(saved))
+    (old_run / "metrics.json").write_text((trained_cnn / "metrics.json").read_text())
+    assert training.train(training.load_run(trained_cnn), old_run)["test"]
+
+
 def weights_of(run_dir):
     model = keras.saving.load_model(run_dir / "checkpoints" / "last.keras", safe_mode=True)
     return model.get_weights()
