@@ -6,8 +6,9 @@
 
 Layout of an export (TF Serving's `<model>/<version>/`):
 
-    saved_model/           serving signatures on raw inputs (uint8 images for the CNN; for
-                           gru-lm, strings to `generate` and tokens with states to `step`)
+    saved_model/           serving signatures on raw inputs (uint8 images for the CNN; for a
+                           language model, strings to `generate` and tokens with states to
+                           `step`; for seq2seq, words to `transduce`, `encode` and `step`)
     model_float32.tflite   the family's TFLite endpoints (one signature each), unquantised
     model_dynamic.tflite   int8 weights, float activations (dynamic range)
     model_float16.tflite   float16 weights
