@@ -17,17 +17,19 @@ ARCHITECTURE = {k: v for k, v in TINY_TRANSFORMER.items() if k.startswith("model
 
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory):
-    """A few steps of masked-language pretraining of the tiny classifier's backbone."""
+    """A few steps of masked-language pretraining of the tiny classifier's backbone, at its
+    learning rate without warm-up (the task's default warm-up would take all 40 steps)."""
     run_dir = tmp_path_factory.mktemp("runs") / "mlm"
-    overrides = {**ARCHITECTURE, "train.epochs": 1, "train.max_steps_per_epoch": 40}
+    overrides = {**TINY_TRANSFORMER, "train.epochs": 1, "train.max_steps_per_epoch": 40}
     training.train(training.make_config("transformer-mlm", overrides=overrides), run_dir, verbose=0)
     return run_dir
 
 
 def test_pretraining_learns_to_fill_in_masked_subwords(pretrained):
     metrics = json.loads((pretrained / "metrics.json").read_text())
-    # Uniform guessing over the ~2,000 subwords costs ln 2000 = 7.6 nats; the measured loss after
-    # 40 steps is TODO.
+    # Uniform guessing over the ~2,000 subwords costs ln 2000 = 7.6 nats; 40 steps measured 6.28,
+    # about what the subwords' frequencies alone give (6.23). So this checks that pretraining
+    # learns at all (a model that never updates stays near 7.6), not yet that it reads context.
     assert metrics["validation"]["loss"] < 7.0, metrics
     assert 0.0 < metrics["validation"]["accuracy"] < 1.0
 
