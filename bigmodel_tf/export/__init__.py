@@ -6,9 +6,10 @@
 
 Layout of an export (TF Serving's `<model>/<version>/`):
 
-    saved_model/           serving signatures on raw inputs (uint8 images for the CNN; for
-                           gru-lm, strings to `generate` and tokens with states to `step`)
-    model_float32.tflite   the family's TFLite endpoint, unquantised
+    saved_model/           serving signatures on raw inputs (uint8 images for the CNN; for a
+                           language model, strings to `generate` and tokens with states to
+                           `step`; for seq2seq, words to `transduce`, `encode` and `step`)
+    model_float32.tflite   the family's TFLite endpoints (one signature each), unquantised
     model_dynamic.tflite   int8 weights, float activations (dynamic range)
     model_float16.tflite   float16 weights
     model_int8.tflite      full integer, calibrated on what the Keras model is fed over
@@ -39,7 +40,6 @@ import tensorflow as tf
 
 from bigmodel_tf.errors import UserError
 from bigmodel_tf.export.report import (
-    LATENCY_BATCH,
     Runner,
     Variant,
     check_targets,
@@ -138,9 +138,13 @@ def export(
         _write_saved_model(model, endpoints, staging / "saved_model")
 
         keras_variant = _keras_variant(run_dir, task, spec, model)
+        signature_of = {
+            frozenset(tensor.name for tensor in endpoints[name][1]): name
+            for name in task.tflite_endpoints
+        }
 
-        def calibration() -> list[dict[str, np.ndarray]]:
-            # The inputs the endpoint sees when `task.predict` drives the Keras model over
+        def calibration() -> list[tuple[str, dict[str, np.ndarray]]]:
+            # The inputs the endpoints see when `task.predict` drives the Keras model over
             # training batches: the batches themselves for the CNN; for a recurrent step, the
             # states the model carried, where the batches' zero states would calibrate
             # useless ranges.
@@ -148,7 +152,7 @@ def export(
             seen = []
 
             def record(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-                seen.append(inputs)
+                seen.append((signature_of[frozenset(inputs)], inputs))
                 return keras_variant.run(inputs)
 
             task.predict(
@@ -158,7 +162,7 @@ def export(
 
         for mode in quantize:
             start = time.perf_counter()
-            data = convert(staging / "saved_model", task.tflite_endpoint, mode, calibration)
+            data = convert(staging / "saved_model", task.tflite_endpoints, mode, calibration)
             (staging / QUANTIZATIONS[mode]).write_bytes(data)
             log(
                 f"wrote {QUANTIZATIONS[mode]} ({len(data) / 1e6:.2f} MB, "
@@ -194,7 +198,7 @@ def export(
                 "config": config.to_dict(),
                 "metrics": read_json(metrics_path) if metrics_path.is_file() else None,
                 "tflite": {
-                    "signature": task.tflite_endpoint,
+                    "signatures": list(task.tflite_endpoints),
                     "calibration_batches": calibration_batches if "int8" in quantize else None,
                     "files": {
                         QUANTIZATIONS[mode]: _file_record(staging / QUANTIZATIONS[mode])
@@ -269,15 +273,37 @@ def _write_saved_model(model: keras.Model, endpoints: dict, path: Path) -> None:
 def _keras_variant(
     run_dir: Path, task: Task, spec: Any, model: keras.Model, name: str = "keras"
 ) -> Variant:
-    """The Keras model itself, eager, through the task's TFLite endpoint (raw inputs)."""
-    function, signature = task.serving_endpoints(model, spec)[task.tflite_endpoint]
+    """The Keras model itself, eager, through the task's TFLite endpoints (raw inputs)."""
+    endpoints = task.serving_endpoints(model, spec)
+    runners = {}
+    for endpoint in task.tflite_endpoints:
+        function, signature = endpoints[endpoint]
+        runners[frozenset(tensor.name for tensor in signature)] = _tensor_runner(
+            _by_position(function, signature)
+        )
+    checkpoint = run_dir / "checkpoints" / "best.keras"
+    return Variant(name, str(checkpoint), checkpoint.stat().st_size, _dispatch(runners))
 
-    def by_position(**inputs: tf.Tensor) -> dict[str, tf.Tensor]:
+
+def _by_position(function: Callable, signature: list[tf.TensorSpec]) -> Callable:
+    def call(**inputs: tf.Tensor) -> dict[str, tf.Tensor]:
         # As a SavedModel signature binds them: an endpoint may take `*states`.
         return function(*(inputs[tensor.name] for tensor in signature))
 
-    checkpoint = run_dir / "checkpoints" / "best.keras"
-    return Variant(name, str(checkpoint), checkpoint.stat().st_size, _tensor_runner(by_position))
+    return call
+
+
+def _dispatch(runners: dict[frozenset[str], Runner]) -> Runner:
+    """One runner over several endpoints: each call runs the one whose input names it gets."""
+
+    def run(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        names = frozenset(inputs)
+        if names not in runners:
+            expected = " or ".join(str(sorted(n)) for n in runners)
+            raise UserError(f"the endpoints take inputs {expected}, got {sorted(names)}")
+        return runners[names](inputs)
+
+    return run
 
 
 def _teacher_variants(teacher_dir: Path, scratch: Path) -> list[Variant]:
@@ -285,7 +311,7 @@ def _teacher_variants(teacher_dir: Path, scratch: Path) -> list[Variant]:
     _, task, spec, teacher = load_trained(teacher_dir)
     _write_saved_model(teacher, task.serving_endpoints(teacher, spec), scratch / "saved_model")
     path = scratch / "teacher_float32.tflite"
-    path.write_bytes(convert(scratch / "saved_model", task.tflite_endpoint, "none"))
+    path.write_bytes(convert(scratch / "saved_model", task.tflite_endpoints, "none"))
     return [
         _keras_variant(teacher_dir, task, spec, teacher, name="teacher keras"),
         Variant("teacher tflite float32", str(teacher_dir), path.stat().st_size, TfliteModel(path)),
@@ -296,31 +322,21 @@ def _measure(
     task: Task, config: Any, spec: Any, variants: list[Variant], *, timing: bool
 ) -> tuple[list[dict], int]:
     batches = list(task.raw_batches(config, spec, "test", EVALUATION_BATCH).as_numpy_iterator())
-    rows = measure(
-        variants,
-        lambda run: task.predict(run, batches),
-        task.quality,
-        latency_inputs=_first_examples(batches, LATENCY_BATCH),
-        timing=timing,
-    )
+    rows = measure(variants, task.predict, batches, task.quality, timing=timing)
     return rows, sum(len(targets) for _, targets in batches)
-
-
-def _first_examples(batches: list, count: int) -> dict[str, np.ndarray]:
-    inputs = [batch_inputs for batch_inputs, _ in batches]
-    return {name: np.concatenate([b[name] for b in inputs])[:count] for name in inputs[0]}
 
 
 def _artefacts(export_dir: Path, task: Task) -> list[Variant]:
     """The SavedModel and every `.tflite` file present in `export_dir`, as runnable variants."""
     saved_model_dir = export_dir / "saved_model"
     loaded = tf.saved_model.load(str(saved_model_dir))
-
-    def serve(**inputs: tf.Tensor) -> dict[str, tf.Tensor]:
-        return loaded.signatures[task.tflite_endpoint](**inputs)
-
+    runners = {}
+    for endpoint in task.tflite_endpoints:
+        serve = loaded.signatures[endpoint]
+        _, names = serve.structured_input_signature
+        runners[frozenset(names)] = _tensor_runner(serve)
     size = sum(p.stat().st_size for p in saved_model_dir.rglob("*") if p.is_file())
-    variants = [Variant("saved_model", "saved_model/", size, _tensor_runner(serve))]
+    variants = [Variant("saved_model", "saved_model/", size, _dispatch(runners))]
     for mode, filename in QUANTIZATIONS.items():
         path = export_dir / filename
         if path.exists():

@@ -10,11 +10,14 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 Runner = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
+# `(inputs by name, targets)`, as `Task.raw_batches` makes them.
+Batch = tuple[dict[str, np.ndarray], np.ndarray]
 
 # Timed calls per latency figure (after warm-up calls that build kernels and caches).
 SINGLE_REPEATS, BATCH_REPEATS, WARMUP = 100, 20, 5
@@ -36,23 +39,23 @@ class Variant:
     run: Runner
 
 
-def median_latency_ms(run: Runner, inputs: dict[str, np.ndarray], repeats: int) -> float:
-    """Median wall time of `run(inputs)` in milliseconds, after `WARMUP` untimed calls."""
+def median_latency_ms(run: Callable[[], Any], repeats: int) -> float:
+    """Median wall time of `run()` in milliseconds, after `WARMUP` untimed calls."""
     for _ in range(WARMUP):
-        run(inputs)
+        run()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        run(inputs)
+        run()
         times.append(time.perf_counter() - start)
     return 1e3 * statistics.median(times)
 
 
 def measure(
     variants: list[Variant],
-    predict: Callable[[Runner], tuple[np.ndarray, np.ndarray]],
+    predict: Callable[[Runner, list[Batch]], tuple[np.ndarray, np.ndarray]],
+    batches: list[Batch],
     quality: Callable[[np.ndarray, np.ndarray], dict[str, float]],
-    latency_inputs: dict[str, np.ndarray],
     *,
     timing: bool = True,
 ) -> list[dict[str, Any]]:
@@ -60,17 +63,18 @@ def measure(
 
     Args:
         variants: list. The first one is the reference (the Keras model at export time).
-        predict: callable. Runs a variant over the test split → `(outputs, targets)`.
+        predict: callable. Runs a variant over batches → `(outputs, targets)` (`Task.predict`).
+        batches: list. The test split's `(inputs, targets)` batches.
         quality: callable. `(outputs, targets)` → the family's metrics.
-        latency_inputs: dict. A batch of raw inputs; its first example and first
-            `LATENCY_BATCH` examples are timed.
-        timing: bool. Measure latency. Defaults to `True`.
+        timing: bool. Measure the latency of `predict` on the first example and on the first
+            `LATENCY_BATCH` examples (all of a prediction: every decoding step for seq2seq).
+            Defaults to `True`.
     """
     rows, reference = [], None
-    single = {name: value[:1] for name, value in latency_inputs.items()}
-    batch = {name: value[:LATENCY_BATCH] for name, value in latency_inputs.items()}
+    if timing:
+        single, batch = [_first_examples(batches, 1)], [_first_examples(batches, LATENCY_BATCH)]
     for variant in variants:
-        outputs, targets = predict(variant.run)
+        outputs, targets = predict(variant.run, batches)
         if reference is None:
             reference = outputs
         row = {
@@ -85,11 +89,30 @@ def measure(
         }
         if timing:
             row["latency_ms"] = {
-                "1": median_latency_ms(variant.run, single, SINGLE_REPEATS),
-                str(LATENCY_BATCH): median_latency_ms(variant.run, batch, BATCH_REPEATS),
+                "1": median_latency_ms(partial(predict, variant.run, single), SINGLE_REPEATS),
+                str(LATENCY_BATCH): median_latency_ms(
+                    partial(predict, variant.run, batch), BATCH_REPEATS
+                ),
             }
         rows.append(row)
     return rows
+
+
+def _first_examples(batches: list[Batch], count: int) -> Batch:
+    """The first `count` examples of `batches` as one batch, joined from only as many batches as
+    that needs. A scalar input is shared by the whole batch (a language model's `position`) and
+    is kept as it is."""
+    taken, rows = [], 0
+    for batch_inputs, targets in batches:
+        taken.append((batch_inputs, targets))
+        rows += len(targets)
+        if rows >= count:
+            break
+    inputs = {
+        name: value if np.ndim(value) == 0 else np.concatenate([b[name] for b, _ in taken])[:count]
+        for name, value in taken[0][0].items()
+    }
+    return inputs, np.concatenate([targets for _, targets in taken])[:count]
 
 
 def check_targets(

@@ -1,10 +1,10 @@
 """TFLite conversion with post-training quantisation, and a LiteRT runner that checks its file.
 
-    >>> data = convert(Path("saved_model"), "serving_default", "int8", calibration)
+    >>> data = convert(Path("saved_model"), ["serve"], "int8", calibration)
     >>> model = TfliteModel(Path("model_int8.tflite"))
     >>> model({"images": images})["probabilities"]        # dequantised float32
 
-Models are converted from the exported SavedModel's signature, so a `.tflite` file takes the
+Models are converted from the exported SavedModel's signatures, so a `.tflite` file takes the
 same raw inputs (uint8 images, int32 tokens) under the same names as the SavedModel.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -34,27 +34,28 @@ Inputs = dict[str, np.ndarray]
 
 def convert(
     saved_model: Path,
-    signature: str,
+    signatures: Sequence[str],
     quantize: str,
-    calibration: Callable[[], Iterable[Inputs]] | None = None,
+    calibration: Callable[[], Iterable[tuple[str, Inputs]]] | None = None,
 ) -> bytes:
-    """Converts one SavedModel signature to a TFLite flatbuffer.
+    """Converts SavedModel signatures to one TFLite flatbuffer holding each as a signature.
 
     Args:
         saved_model: path. The SavedModel folder.
-        signature: str. The signature to convert (its input and output names are kept).
+        signatures: sequence of str. The signatures to convert (their input and output names
+            are kept).
         quantize: str. `"none"` (float32), `"dynamic"` (int8 weights, float activations),
             `"float16"` (float16 weights) or `"int8"` (full integer: int8 weights and
             activations, int8 float inputs/outputs; integer inputs such as uint8 images or
             int32 tokens stay as they are).
-        calibration: callable. For `"int8"`: returns an iterable of input dicts drawn from the
-            training data, over which activation ranges are measured.
+        calibration: callable. For `"int8"`: returns an iterable of `(signature, inputs)`
+            drawn from the training data, over which activation ranges are measured.
     """
     if quantize not in QUANTIZATIONS:
         choices = ", ".join(QUANTIZATIONS)
         raise UserError(f"unknown quantization {quantize!r}; choose from {choices}")
     converter = tf.lite.TFLiteConverter.from_saved_model(
-        str(saved_model), signature_keys=[signature]
+        str(saved_model), signature_keys=list(signatures)
     )
     if quantize != "none":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -76,15 +77,19 @@ def convert(
 
 
 class TfliteModel:
-    """One signature of a `.tflite` file run with the LiteRT interpreter (`ai-edge-litert`).
+    """The signatures of a `.tflite` file, run with the LiteRT interpreter (`ai-edge-litert`).
 
-    Takes and returns float or integer numpy arrays by signature name; quantised (int8) float
-    inputs and outputs are converted with the file's scale and zero point, so callers compare
-    every variant in the same units.
+    A call runs the signature whose input names it is given (a file may hold several, such as
+    an encoder and a decoder step). Takes and returns float or integer numpy arrays by name;
+    quantised (int8) float inputs and outputs are converted with the file's scale and zero
+    point, so callers compare every variant in the same units.
 
     Args:
         path: path. The `.tflite` file.
         num_threads: int. Interpreter threads. Defaults to the machine's CPU count.
+
+    Attributes:
+        inputs, outputs: `{signature: {name: LiteRT tensor details}}`.
     """
 
     def __init__(self, path: Path, num_threads: int | None = None):
@@ -96,41 +101,47 @@ class TfliteModel:
         self.num_threads = num_threads or os.cpu_count() or 1
         try:
             with native_stderr_captured(replay_on_error=False):
-                self.interpreter = Interpreter(
-                    model_path=str(self.path), num_threads=self.num_threads
-                )
-            signatures = self.interpreter.get_signature_list()
-            (name,) = signatures
-            runner = self.interpreter.get_signature_runner(name)
+                interpreter = Interpreter(model_path=str(self.path), num_threads=self.num_threads)
+            self.runners = {
+                name: interpreter.get_signature_runner(name)
+                for name in interpreter.get_signature_list()
+            }
+            if not self.runners:
+                raise ValueError("no signatures")
         except (ValueError, RuntimeError) as e:
             raise UserError(
                 f"{self.path}: not a usable TFLite model (truncated or corrupted?): "
                 f"{str(e).splitlines()[0] if str(e) else type(e).__name__}"
             ) from e
-        self.signature = name
-        self.inputs = runner.get_input_details()
-        self.outputs = runner.get_output_details()
-        self._shapes: dict[str, tuple[int, ...]] = {}
+        self.inputs = {name: r.get_input_details() for name, r in self.runners.items()}
+        self.outputs = {name: r.get_output_details() for name, r in self.runners.items()}
+        self._shapes: dict[str, dict[str, tuple[int, ...]]] = {}
+
+    def signature_for(self, names: Iterable[str]) -> str:
+        """The signature whose inputs are exactly `names`."""
+        names = set(names)
+        for signature, inputs in self.inputs.items():
+            if set(inputs) == names:
+                return signature
+        expected = " or ".join(str(sorted(inputs)) for inputs in self.inputs.values())
+        raise UserError(f"{self.path.name} takes inputs {expected}, got {sorted(names)}")
 
     def __call__(self, inputs: Inputs) -> dict[str, np.ndarray]:
-        if set(inputs) != set(self.inputs):
-            raise UserError(
-                f"{self.path.name} takes inputs {sorted(self.inputs)}, got {sorted(inputs)}"
-            )
-        shapes = {name: np.shape(value) for name, value in inputs.items()}
-        if shapes != self._shapes:
-            for name, shape in shapes.items():
-                self.interpreter.resize_tensor_input(self.inputs[name]["index"], shape)
-            with native_stderr_captured():  # "Created TensorFlow Lite XNNPACK delegate"
-                self.interpreter.allocate_tensors()
-            self._shapes = shapes
-        for name, value in inputs.items():
-            detail = self.inputs[name]
-            self.interpreter.set_tensor(detail["index"], _quantize(np.asarray(value), detail))
-        self.interpreter.invoke()
+        signature = self.signature_for(inputs)
+        details = self.inputs[signature]
+        quantized = {name: _quantize(np.asarray(v), details[name]) for name, v in inputs.items()}
+        shapes = {name: value.shape for name, value in quantized.items()}
+        if shapes != self._shapes.get(signature):
+            # The runner resizes and allocates on new shapes (LiteRT skips both otherwise),
+            # printing "Created TensorFlow Lite XNNPACK delegate" the first time.
+            with native_stderr_captured():
+                outputs = self.runners[signature](**quantized)
+            self._shapes[signature] = shapes
+        else:
+            outputs = self.runners[signature](**quantized)
         return {
-            name: _dequantize(self.interpreter.get_tensor(detail["index"]), detail)
-            for name, detail in self.outputs.items()
+            name: _dequantize(value, self.outputs[signature][name])
+            for name, value in outputs.items()
         }
 
 

@@ -6,17 +6,22 @@
 >>> training.evaluate(metrics["run_dir"], "test")
 >>> training.generate_text(gru_lm_run_dir, "ROMEO:", 300, seed=1)  # a gru-lm run's text
 >>> training.launch(["train", "cnn", "--epochs", "5"], workers=2)  # 2 local worker processes
+>>> training.classify(transformer_run_dir, ["A gorgeous, witty film."])  # labels of texts
+>>> training.transduce(seq2seq_run_dir, ["hello"], beam_width=5)   # a seq2seq run's phonemes
 """
 
 from bigmodel_tf.launch import launch
 from bigmodel_tf.training.board import start_tensorboard
+from bigmodel_tf.training.classification import classify
 from bigmodel_tf.training.config import RunConfig, TrainConfig
 from bigmodel_tf.training.generation import generate_text
 from bigmodel_tf.training.trainer import default_run_dir, evaluate, load_run, make_config, train
+from bigmodel_tf.training.transduction import transduce
 
 __all__ = [
     "RunConfig",
     "TrainConfig",
+    "classify",
     "default_run_dir",
     "evaluate",
     "generate_text",
@@ -25,4 +30,5 @@ __all__ = [
     "make_config",
     "start_tensorboard",
     "train",
+    "transduce",
 ]

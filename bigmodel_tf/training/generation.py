@@ -1,4 +1,5 @@
-"""Text from a trained `gru-lm` run: `generate_text`, the Python side of `bigmodel-tf generate`.
+"""Text from a trained language-model run (`gru-lm`, `transformer-lm`): `generate_text`, the
+Python side of `bigmodel-tf generate`.
 
 >>> from bigmodel_tf.training import generate_text
 >>> print("ROMEO:" + generate_text("runs/gru-lm/demo", "ROMEO:", 300, temperature=0.8, seed=1))
@@ -11,10 +12,10 @@ from pathlib import Path
 
 from bigmodel_tf.data.text import OOV_TOKEN, char_lookup, ids_to_text, text_to_ids
 from bigmodel_tf.errors import UserError
-from bigmodel_tf.models.gru_lm import generate
+from bigmodel_tf.models.generation import generate
 from bigmodel_tf.training.language_model import EMPTY_PROMPT
-from bigmodel_tf.training.tasks import GruLmTask
-from bigmodel_tf.training.trainer import load_run, load_trained
+from bigmodel_tf.training.tasks import TASKS, LanguageModelTask
+from bigmodel_tf.training.trainer import load_run, load_trained, task_for
 
 
 def generate_text(
@@ -32,7 +33,7 @@ def generate_text(
     a warning on stderr. The same arguments give the same text.
 
     Args:
-        run_dir: path. A trained `gru-lm` run.
+        run_dir: path. A trained language-model run.
         prompt: str. Text to continue; empty starts from the beginning of a line. Defaults to
             `""`.
         length: int. Characters to generate, 1 to 100,000. Defaults to 500.
@@ -49,9 +50,10 @@ def generate_text(
         targets) shows as the OOV token.
     """
     family = load_run(run_dir).family
-    if family != GruLmTask.family:
+    if not isinstance(task_for(family), LanguageModelTask):
+        models = ", ".join(f for f, task in TASKS.items() if isinstance(task, LanguageModelTask))
         raise UserError(
-            f"{run_dir} is a {family!r} run; text comes from a {GruLmTask.family!r} run"
+            f"{run_dir} is a {family!r} run; text comes from a language model ({models})"
         )
     _, _, spec, model = load_trained(run_dir)
     ids, unknown = text_to_ids(prompt or EMPTY_PROMPT, char_lookup(spec.vocabulary))

@@ -1,5 +1,6 @@
-"""What the `gru-lm` task adds to a `GruLanguageModel`: a bits-per-character metric, the
-string-to-string `generate` serving endpoint, and a text sample in TensorBoard after each epoch.
+"""What the language-model tasks (`gru-lm`, `transformer-lm`) add to a model: a bits-per-character
+metric, the string-to-string `generate` serving endpoint, and a text sample in TensorBoard after
+each epoch.
 
     >>> model.compile(loss=..., metrics=[BitsPerCharacter()])
     >>> TextGenerator(model, spec.vocabulary)(tf.constant("ROMEO:"), 100, 0.8, 1)["text"]
@@ -15,7 +16,7 @@ import keras
 import tensorflow as tf
 
 from bigmodel_tf.data.text import char_lookup, ids_to_text, text_to_ids
-from bigmodel_tf.models.gru_lm import MAX_GENERATE_LENGTH, GruLanguageModel, generate
+from bigmodel_tf.models.generation import MAX_GENERATE_LENGTH, generate
 
 # What generation starts from when the prompt is empty: the start of a line.
 EMPTY_PROMPT = "\n"
@@ -45,15 +46,15 @@ class TextGenerator(tf.Module):
 
     Tokenises `prompt` in the graph with the vocabulary's `StringLookup` (characters outside it
     become the OOV id; an empty prompt starts from a newline), samples `length` ids with
-    `gru_lm.generate` and joins their characters. A `tf.Module`, so that an export saves its
+    `generation.generate` and joins their characters. A `tf.Module`, so that an export saves its
     lookup tables with it.
 
     Args:
-        model: GruLanguageModel. The model to sample from.
+        model: keras.Model. The language model to sample from (see `models.generation`).
         vocabulary: sequence of str. The model's characters in id order, OOV token first.
     """
 
-    def __init__(self, model: GruLanguageModel, vocabulary: Sequence[str]):
+    def __init__(self, model: keras.Model, vocabulary: Sequence[str]):
         super().__init__(name="text_generator")
         self.model = model
         self.lookup = char_lookup(vocabulary)

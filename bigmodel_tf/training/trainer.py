@@ -389,7 +389,10 @@ def _train(
         "family": config.family,
         "dataset": config.dataset,
         "validation": best_model.evaluate(validation, return_dict=True, verbose=0),
-        "test": best_model.evaluate(test, return_dict=True, verbose=0),
+        "test": {
+            **best_model.evaluate(test, return_dict=True, verbose=0),
+            **task.extra_metrics(config, spec, best_model, "test"),
+        },
         "epochs_trained_this_invocation": train_cfg.epochs - first_epoch,
         "steps_trained_this_invocation": train_cfg.epochs * steps_per_epoch - step,
         "train_seconds_this_invocation": round(seconds, 2),
@@ -462,4 +465,7 @@ def evaluate(
     batches = evaluation_batches(
         task.examples(config, split, spec), task.batcher(config, spec, config.train.batch_size)
     )
-    return model.evaluate(batches, return_dict=True, verbose=verbose)
+    return {
+        **model.evaluate(batches, return_dict=True, verbose=verbose),
+        **task.extra_metrics(config, spec, model, split),
+    }

@@ -69,9 +69,9 @@ def test_tflite_files_run_and_match_keras(trained_cnn, exported, test_images):
 
 def test_int8_file_is_integer_end_to_end(exported):
     model = TfliteModel(exported / "model_int8.tflite")
-    assert model.inputs["images"]["dtype"] == np.uint8  # raw pixels, no float input
-    assert model.outputs["probabilities"]["dtype"] == np.int8
-    assert model.outputs["probabilities"]["quantization"][0] > 0
+    assert model.inputs["serve"]["images"]["dtype"] == np.uint8  # raw pixels, no float input
+    assert model.outputs["serve"]["probabilities"]["dtype"] == np.int8
+    assert model.outputs["serve"]["probabilities"]["quantization"][0] > 0
 
 
 def test_report_measures_every_variant_against_keras(exported):

@@ -44,7 +44,7 @@ def test_metadata_describes_the_step_signature_and_the_vocabulary(trained_gru_lm
     assert metadata["vocabulary"] == vocabulary and metadata["oov_id"] == 0
     assert metadata["state_sizes"] == [64]
     assert set(metadata["generate"]["inputs"]) == {"prompt", "length", "temperature", "seed"}
-    assert metadata["tflite"]["signature"] == "step"
+    assert metadata["tflite"]["signatures"] == ["step"]
 
 
 @pytest.mark.parametrize(("prompt", "temperature", "seed"), [("ROMEO:", 0.8, 3), ("", 1.5, 4)])
@@ -127,9 +127,10 @@ def test_int8_state_inputs_are_calibrated_on_carried_states(exported):
     """GRU states span (-1, 1); calibrated on the batches' zero states alone, their int8 scale
     would collapse and every carried state would be rounded to zero."""
     model = TfliteModel(exported / "model_int8.tflite")
-    assert model.inputs["token"]["dtype"] == np.int32  # ids stay ids
-    scale, _ = model.inputs["state_1"]["quantization"]
-    assert model.inputs["state_1"]["dtype"] == np.int8 and scale > 1 / 255
+    inputs = model.inputs["step"]
+    assert inputs["token"]["dtype"] == np.int32  # ids stay ids
+    scale, _ = inputs["state_1"]["quantization"]
+    assert inputs["state_1"]["dtype"] == np.int8 and scale > 1 / 255
 
 
 def test_report_measures_every_variant_on_the_test_streams(exported):

@@ -39,9 +39,9 @@ def test_agreement_and_difference_are_against_the_first_variant():
 
     rows = measure(
         [variant("keras", reference), variant("int8", flipped)],
-        predict=lambda run: (run({}), targets),
+        predict=lambda run, batches: (run({}), targets),
+        batches=[],
         quality=lambda outputs, t: {"accuracy": float(np.mean(outputs.argmax(-1) == t))},
-        latency_inputs={},
         timing=False,
     )
     assert rows[0]["top1_agreement"] == 1.0 and rows[0]["max_abs_diff"] == 0.0

@@ -6,14 +6,12 @@ import pytest
 import tensorflow as tf
 
 from bigmodel_tf.errors import UserError
-from bigmodel_tf.models.gru_lm import (
+from bigmodel_tf.models.generation import (
     MAX_GENERATE_LENGTH,
-    PRESETS,
-    GruLanguageModel,
-    GruLmConfig,
     generate,
     generate_by_rerunning_prefix,
 )
+from bigmodel_tf.models.gru_lm import PRESETS, GruLanguageModel, GruLmConfig
 
 VOCAB = 11
 

@@ -1,0 +1,220 @@
+"""The Transformer backbone shared by the classifier and the language model: token ids in,
+features out.
+
+    >>> backbone = TransformerBackbone(vocabulary_size=100, max_length=32, num_layers=2,
+    ...                                num_heads=4, hidden_dim=64, intermediate_dim=128)
+    >>> backbone(np.ones((2, 10), "int32")).shape
+    (2, 10, 64)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import keras
+from keras import ops
+
+from bigmodel_tf.config import option
+from bigmodel_tf.layers import (
+    PositionEmbedding,
+    SinusoidalPositionEncoding,
+    TransformerDecoderBlock,
+    TransformerEncoderBlock,
+)
+
+POSITIONS = ("sinusoidal", "learned")
+
+
+@dataclass
+class BackboneConfig:
+    """The backbone's hyper-parameters; each family's config adds its own and sets defaults."""
+
+    num_layers: int = option(2, min=1, max=48)
+    num_heads: int = option(4, min=1, max=64)
+    # Must be a multiple of num_heads: each head gets hidden_dim / num_heads features.
+    hidden_dim: int = option(128, min=1, max=8192)
+    # Vaswani et al. use 4x hidden_dim; 2x is a common cheaper choice for small models.
+    intermediate_dim: int = option(256, min=1, max=32768)
+    dropout: float = option(0.1, min=0.0, max=0.95)
+    positions: str = option("sinusoidal", choices=POSITIONS)
+    # Pre-norm trains stably without a long warm-up (Xiong et al. 2020).
+    norm_first: bool = option(True)
+    activation: str = option("gelu", choices=("gelu", "relu"))
+    # The longest input in tokens (learned positions have one vector per position).
+    sequence_length: int = option(128, min=2, max=8192)
+
+
+def build_backbone(
+    config: BackboneConfig, vocabulary_size: int, *, causal: bool
+) -> TransformerBackbone:
+    """The backbone `config` describes, for `vocabulary_size` ids (not yet built)."""
+    return TransformerBackbone(
+        vocabulary_size,
+        config.sequence_length,
+        config.num_layers,
+        config.num_heads,
+        config.hidden_dim,
+        config.intermediate_dim,
+        dropout=config.dropout,
+        positions=config.positions,
+        causal=causal,
+        norm_first=config.norm_first,
+        activation=config.activation,
+        name="backbone",
+    )
+
+
+def cache_shape(
+    num_layers: int, num_heads: int, hidden_dim: int, length: int
+) -> tuple[int, int, int, int]:
+    """A causal backbone's key/value cache shape after `(batch,)`: for each layer its keys then
+    its values (axis 1, `2 * num_layers` entries), per head, `length` positions of
+    `hidden_dim // num_heads` features. Five axes with the batch, not six: TFLite slices at
+    most five."""
+    return (2 * num_layers, num_heads, length, hidden_dim // num_heads)
+
+
+@keras.saving.register_keras_serializable(package="bigmodel_tf")
+class TransformerBackbone(keras.layers.Layer):
+    """Token embeddings (× √hidden_dim) plus positions, then `num_layers` Transformer blocks
+    (bidirectional encoder blocks, or causal decoder blocks), then a final LayerNorm if the
+    blocks are pre-norm: `(batch, time)` ids -> `(batch, time, hidden_dim)` features.
+
+    Args:
+        vocabulary_size: int. Number of token ids.
+        max_length: int. Longest input (learned positions have this many vectors).
+        num_layers: int. Number of blocks.
+        num_heads: int. Attention heads per block.
+        hidden_dim: int. Width of the embeddings and of every block's output.
+        intermediate_dim: int. Width of each feed-forward network's hidden layer.
+        dropout: float. Dropout on the embeddings and inside the blocks. Defaults to 0.0.
+        positions: str. `"sinusoidal"` (fixed) or `"learned"`. Defaults to `"sinusoidal"`.
+        causal: bool. Causal decoder blocks instead of encoder blocks. Defaults to `False`.
+        norm_first: bool. Pre-norm blocks. Defaults to `True`.
+        activation: str. Feed-forward activation. Defaults to `"gelu"`.
+
+    Call arguments:
+        token_ids: int tensor `(batch, time)`.
+        padding_mask: bool tensor `(batch, time)`, `True` for real tokens. Defaults to None.
+        cache: causal only: float tensor `(batch, *cache_shape(...))` of any length, the keys
+            and values of the positions before `cache_index`. Defaults to None.
+        cache_index: int or int tensor. Position of `token_ids`' first step.
+
+    Returns:
+        The features, and the updated cache if one was given.
+    """
+
+    def __init__(
+        self,
+        vocabulary_size: int,
+        max_length: int,
+        num_layers: int,
+        num_heads: int,
+        hidden_dim: int,
+        intermediate_dim: int,
+        dropout: float = 0.0,
+        positions: str = "sinusoidal",
+        causal: bool = False,
+        norm_first: bool = True,
+        activation: str = "gelu",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if positions not in POSITIONS:
+            raise ValueError(f"positions={positions!r}: choose one of {', '.join(POSITIONS)}")
+        self.vocabulary_size = vocabulary_size
+        self.max_length = max_length
+        self.num_layers = num_layers
+        self.num_heads = num_heads
+        self.hidden_dim = hidden_dim
+        self.intermediate_dim = intermediate_dim
+        self.dropout = dropout
+        self.positions = positions
+        self.causal = causal
+        self.norm_first = norm_first
+        self.activation = activation
+
+    @property
+    def cache_shape(self) -> tuple[int, ...]:
+        """The cache's shape after `(batch,)`, for a cache of `max_length` positions."""
+        return cache_shape(self.num_layers, self.num_heads, self.hidden_dim, self.max_length)
+
+    def build(self, input_shape):
+        common = {"dtype": self.dtype_policy}
+        features = (*input_shape, self.hidden_dim)
+        self.token_embedding = keras.layers.Embedding(
+            self.vocabulary_size, self.hidden_dim, name="token_embedding", **common
+        )
+        self.token_embedding.build(input_shape)
+        if self.positions == "learned":
+            self.position = PositionEmbedding(self.max_length, name="position", **common)
+        else:
+            self.position = SinusoidalPositionEncoding(name="position", **common)
+        self.position.build(features)
+        self.embedding_dropout = keras.layers.Dropout(self.dropout, **common)
+        block = TransformerDecoderBlock if self.causal else TransformerEncoderBlock
+        self.blocks = [
+            block(
+                self.num_heads,
+                self.intermediate_dim,
+                dropout=self.dropout,
+                activation=self.activation,
+                norm_first=self.norm_first,
+                name=f"block_{index + 1}",
+                **common,
+            )
+            for index in range(self.num_layers)
+        ]
+        for layer in self.blocks:
+            layer.build(features)
+        self.final_norm = None
+        if self.norm_first:  # pre-norm blocks leave the residual stream unnormalised
+            self.final_norm = keras.layers.LayerNormalization(
+                epsilon=1e-5, name="final_norm", **common
+            )
+            self.final_norm.build(features)
+
+    def call(self, token_ids, padding_mask=None, cache=None, cache_index=None, training=None):
+        x = self.token_embedding(token_ids)  # (batch, time, hidden)
+        # Vaswani et al. 3.4: embeddings scaled by √d, on the scale of the positions.
+        x = x * ops.cast(math.sqrt(self.hidden_dim), x.dtype)
+        x = x + self.position(x, start_index=0 if cache_index is None else cache_index)
+        x = self.embedding_dropout(x, training=training)
+        caches = []
+        for index, layer in enumerate(self.blocks):
+            if cache is None:
+                x = layer(x, padding_mask=padding_mask, training=training)
+            else:
+                x, layer_cache = layer(  # (batch, 2, heads, length, head_dim)
+                    x,
+                    padding_mask=padding_mask,
+                    cache=cache[:, 2 * index : 2 * index + 2],
+                    cache_index=cache_index,
+                )
+                caches.append(layer_cache)
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+        return x if cache is None else (x, ops.concatenate(caches, axis=1))
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape, self.hidden_dim)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "vocabulary_size": self.vocabulary_size,
+                "max_length": self.max_length,
+                "num_layers": self.num_layers,
+                "num_heads": self.num_heads,
+                "hidden_dim": self.hidden_dim,
+                "intermediate_dim": self.intermediate_dim,
+                "dropout": self.dropout,
+                "positions": self.positions,
+                "causal": self.causal,
+                "norm_first": self.norm_first,
+                "activation": self.activation,
+            }
+        )
+        return config

@@ -1,0 +1,142 @@
+"""Transformer text classifier: a bidirectional backbone, pooled, then class probabilities.
+
+>>> backbone = TransformerBackbone(8000, 128, num_layers=2, num_heads=4, hidden_dim=128,
+...                                intermediate_dim=256)
+>>> model = TransformerClassifier(backbone, num_classes=2)
+>>> model(np.array([[1, 57, 902, 0, 0]], "int32")).shape  # id 0 is padding
+(1, 2)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+from keras import ops
+
+from bigmodel_tf.config import option
+from bigmodel_tf.models.transformer.backbone import (
+    BackboneConfig,
+    TransformerBackbone,
+    build_backbone,
+)
+
+POOLINGS = ("mean", "cls")
+
+
+@dataclass
+class EncoderConfig(BackboneConfig):
+    """A bidirectional backbone over WordPiece subwords (the classifier's, and what
+    masked-language pretraining makes for it)."""
+
+    # WordPiece vocabulary computed from the training text (it may come out smaller); the
+    # minimum leaves room for the 5 reserved tokens and the characters.
+    vocabulary_size: int = option(8000, min=100, max=1_000_000)
+    # Tokens per text, [CLS] included; longer texts are truncated. Review snippets average ~25.
+    sequence_length: int = option(128, min=2, max=4096)
+
+
+@dataclass
+class TransformerClassifierConfig(EncoderConfig):
+    """Hyper-parameters of the text classifier; the labels come from the data."""
+
+    # The mean over real tokens uses every token's features; "cls" the first token's alone.
+    pooling: str = option("mean", choices=POOLINGS)
+    # A finished transformer-mlm run to start from: its vocabulary and backbone weights (its
+    # model.* architecture must be this one's); "" starts from random weights.
+    encoder_from: str = option("")
+
+
+PRESETS: dict[str, dict] = {
+    "default": {},
+}
+
+
+@keras.saving.register_keras_serializable(package="bigmodel_tf")
+class TransformerClassifier(keras.Model):
+    """Token ids `(batch, time)` (`pad_id` for padding) -> class probabilities `(batch, classes)`.
+
+    Padded positions are hidden from attention and left out of the mean pooling, so a text's
+    probabilities do not depend on how much padding its batch has.
+
+    Args:
+        backbone: TransformerBackbone. A non-causal backbone.
+        num_classes: int. Number of classes.
+        dropout: float. Dropout on the pooled features while training. Defaults to 0.0.
+        pooling: str. `"mean"` over the real tokens, or `"cls"` (the first token's features).
+            Defaults to `"mean"`.
+        pad_id: int. The padding token id. Defaults to 0.
+    """
+
+    def __init__(
+        self,
+        backbone: TransformerBackbone,
+        num_classes: int,
+        dropout: float = 0.0,
+        pooling: str = "mean",
+        pad_id: int = 0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if backbone.causal:
+            raise ValueError("a classifier reads the whole text: give it a non-causal backbone")
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling={pooling!r}: choose one of {', '.join(POOLINGS)}")
+        self.backbone = backbone
+        self.num_classes = num_classes
+        self.dropout = dropout
+        self.pooling = pooling
+        self.pad_id = pad_id
+        self.dropout_layer = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
+        # float32 probabilities keep the loss accurate under mixed precision.
+        self.head = keras.layers.Dense(
+            num_classes, activation="softmax", dtype="float32", name="probabilities"
+        )
+
+    def build(self, input_shape):
+        if not self.backbone.built:  # a deserialized backbone comes built
+            self.backbone.build(input_shape)
+        self.head.build((input_shape[0], self.backbone.hidden_dim))
+
+    def call(self, token_ids, training=None):
+        mask = ops.not_equal(token_ids, self.pad_id)  # (batch, time)
+        x = self.backbone(token_ids, padding_mask=mask, training=training)  # (batch, time, dim)
+        if self.pooling == "cls":
+            x = x[:, 0]
+        else:
+            weights = ops.expand_dims(ops.cast(mask, x.dtype), -1)  # (batch, time, 1)
+            count = ops.maximum(ops.sum(weights, axis=1), 1.0)  # an all-padding row gives zeros
+            x = ops.sum(x * weights, axis=1) / count  # (batch, dim)
+        return self.head(self.dropout_layer(x, training=training))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "backbone": keras.layers.serialize(self.backbone),
+                "num_classes": self.num_classes,
+                "dropout": self.dropout,
+                "pooling": self.pooling,
+                "pad_id": self.pad_id,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = {**config, "backbone": keras.layers.deserialize(config["backbone"])}
+        return cls(**config)
+
+
+def build_classifier(
+    config: TransformerClassifierConfig, vocabulary_size: int, num_classes: int
+) -> TransformerClassifier:
+    """The classifier `config` describes, built (weights created) for `vocabulary_size` ids."""
+    model = TransformerClassifier(
+        build_backbone(config, vocabulary_size, causal=False),
+        num_classes,
+        dropout=config.dropout,
+        pooling=config.pooling,
+    )
+    model.build((None, None))
+    return model
