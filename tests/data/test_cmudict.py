@@ -88,11 +88,15 @@ def test_batches_are_padded_per_length_bucket(spec):
         assert np.any(source[:, -1] != 0) and np.any(targets[:, -1] != 0)
 
 
-def test_stress_can_be_stripped(tmp_path):
+def test_stress_can_be_stripped():
+    assert transduction.strip_stress("T AH0 M EY1 T OW2") == "T AH M EY T OW"
+
+
+@pytest.mark.slow  # a second vocabulary over the whole training split (~25 s)
+def test_a_vocabulary_without_stress_has_the_39_phonemes(tmp_path):
     spec = transduction.transduction_spec("cmudict", tmp_path, 32, 32, stress=False)
     assert len(spec.target_vocabulary) == 4 + 39
     assert not any(re.search(r"\d", token) for token in spec.target_vocabulary)
-    assert transduction.strip_stress("T AH0 M EY1 T OW2") == "T AH M EY T OW"
 
 
 def test_decode_targets_stops_at_the_end_token(spec):

@@ -14,6 +14,10 @@ from bigmodel_tf.export.tflite import TfliteModel
 from bigmodel_tf.models.seq2seq_decoding import greedy_decode
 from bigmodel_tf.training.trainer import load_trained
 
+# Minutes on 2 cores (four conversions, then every variant decodes the test split step by step):
+# `scripts/test.sh -m slow` runs it.
+pytestmark = pytest.mark.slow
+
 # Greedy decoding of the first 200 test words by each variant, feeding back its own tokens and
 # states, against Keras' compiled greedy loop: the share of words decoded identically. Measured
 # on the tiny test model (tests.helpers.TINY_SEQ2SEQ): see the floors' comments.

@@ -13,6 +13,10 @@ from bigmodel_tf.export import QUANTIZATIONS, export, verify
 from bigmodel_tf.export.tflite import TfliteModel
 from bigmodel_tf.training.trainer import load_trained
 
+# Minutes on 2 cores (a trained model, four conversions and a report over carried caches):
+# `scripts/test.sh -m slow` runs it.
+pytestmark = pytest.mark.slow
+
 # The tiny test Transformer (tests.helpers.TINY_TRANSFORMER_LM) stepped over its 64-character
 # context in 4 test-text streams, each variant carrying its own cache. Measured on the report's
 # 256 streams: float32 logits within 9.8e-6 of Keras, float16 within 1.3e-2; dynamic-range

@@ -14,6 +14,7 @@ from bigmodel_tf.training.transduction import MaskedAccuracy, UnrolledEncoder, e
 from tests.helpers import run_cli
 
 
+@pytest.mark.slow  # the tiny run trains and decodes its test split: ~75 s on 2 cores
 def test_short_run_learns_letter_to_sound_rules(trained_seq2seq):
     # Measured on the tiny config (tests.helpers.TINY_SEQ2SEQ, 300 steps, 44 s on a busy
     # machine): token accuracy 0.786, PER 0.294 greedy / 0.282 beam-3 (0.265 / 0.253 without
@@ -26,6 +27,7 @@ def test_short_run_learns_letter_to_sound_rules(trained_seq2seq):
     assert 0 < metrics["greedy_wer"] < 1 and metrics["beam_wer"] < 1
 
 
+@pytest.mark.slow  # the tiny run trains and decodes its test split: ~75 s on 2 cores
 def test_evaluate_reproduces_the_test_metrics(trained_seq2seq):
     recorded = json.loads((trained_seq2seq / "metrics.json").read_text())["test"]
     again = training.evaluate(trained_seq2seq, "test")
@@ -60,6 +62,7 @@ def test_masked_accuracy_ignores_padding():
     assert isinstance(clone, MaskedAccuracy)
 
 
+@pytest.mark.slow  # the tiny run trains and decodes its test split: ~75 s on 2 cores
 def test_transduce_greedy_and_beam_from_the_command_line(trained_seq2seq):
     greedy = training.transduce(trained_seq2seq, ["cat", "Dog"], beam_width=1)
     assert all(output and output == output.strip() for output in greedy)
@@ -70,6 +73,7 @@ def test_transduce_greedy_and_beam_from_the_command_line(trained_seq2seq):
     assert beam.returncode == 0 and beam.stdout.startswith("cat\t"), beam.stderr
 
 
+@pytest.mark.slow  # the tiny run trains and decodes its test split: ~75 s on 2 cores
 @pytest.mark.parametrize(
     ("words", "beam", "message"),
     [

@@ -9,6 +9,7 @@ from bigmodel_tf.errors import UserError
 from tests.helpers import run_cli
 
 
+@pytest.mark.slow  # trains the tiny Transformer LM: ~60 s on 2 cores
 def test_a_short_run_learns_more_than_character_pairs(trained_transformer_lm):
     # Measured 2.14 nats/char (validation) and 2.17 (test). A bigram model reaches 2.50 and
     # unigram frequencies 3.34; targets leaking into the inputs (a broken causal mask) would
@@ -18,6 +19,7 @@ def test_a_short_run_learns_more_than_character_pairs(trained_transformer_lm):
         assert 1.0 < metrics[split]["loss"] < 2.3, (split, metrics[split])
 
 
+@pytest.mark.slow  # trains the tiny Transformer LM: ~60 s on 2 cores
 def test_generate_serves_the_transformer_too(trained_transformer_lm):
     first, again, other = (
         training.generate_text(trained_transformer_lm, "ROMEO:", 300, temperature=1.0, seed=s)
