@@ -2,6 +2,7 @@ import re
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from bigmodel_tf.data import transduction
 from bigmodel_tf.data.builders import Cmudict
@@ -90,6 +91,8 @@ def test_batches_are_padded_per_length_bucket(spec):
 
 def test_stress_can_be_stripped():
     assert transduction.strip_stress("T AH0 M EY1 T OW2") == "T AH M EY T OW"
+    tokens = transduction.split_target(tf.constant(["T AH0 M EY1"]), stress=False)
+    assert tokens.to_list() == [[b"T", b"AH", b"M", b"EY"]]
 
 
 @pytest.mark.slow  # a second vocabulary over the whole training split (~25 s)
