@@ -18,55 +18,41 @@ from tests.helpers import (
 )
 
 
+def _trained(tmp_path_factory, family: str, overrides: dict) -> Path:
+    """A finished one-epoch run of `family` with `overrides`, in a fresh temporary folder."""
+    from bigmodel_tf import training
+
+    run_dir = tmp_path_factory.mktemp("runs") / family
+    config = training.make_config(family, overrides={**overrides, "train.epochs": 1})
+    training.train(config, run_dir, verbose=0)
+    return run_dir
+
+
 @pytest.fixture(scope="session")
 def trained_cnn(tmp_path_factory) -> Path:
     """A finished 1-epoch tiny CNN run on mnist5k (shared, treat as read-only)."""
-    from bigmodel_tf import training
-
-    run_dir = tmp_path_factory.mktemp("runs") / "cnn"
-    config = training.make_config("cnn", overrides={**TINY_CNN, "train.epochs": 1})
-    training.train(config, run_dir, verbose=0)
-    return run_dir
+    return _trained(tmp_path_factory, "cnn", TINY_CNN)
 
 
 @pytest.fixture(scope="session")
 def trained_gru_lm(tmp_path_factory) -> Path:
     """A finished 1-epoch tiny GRU language model run on Shakespeare (shared, read-only)."""
-    from bigmodel_tf import training
-
-    run_dir = tmp_path_factory.mktemp("runs") / "gru-lm"
-    config = training.make_config("gru-lm", overrides={**TINY_GRU_LM, "train.epochs": 1})
-    training.train(config, run_dir, verbose=0)
-    return run_dir
+    return _trained(tmp_path_factory, "gru-lm", TINY_GRU_LM)
 
 
 @pytest.fixture(scope="session")
 def trained_transformer(tmp_path_factory) -> Path:
     """A finished 1-epoch tiny Transformer classifier run on Rotten Tomatoes (shared, read-only)."""
-    from bigmodel_tf import training
-
-    run_dir = tmp_path_factory.mktemp("runs") / "transformer"
-    config = training.make_config("transformer", overrides={**TINY_TRANSFORMER, "train.epochs": 1})
-    training.train(config, run_dir, verbose=0)
-    return run_dir
+    return _trained(tmp_path_factory, "transformer", TINY_TRANSFORMER)
 
 
 @pytest.fixture(scope="session")
 def trained_transformer_lm(tmp_path_factory) -> Path:
     """A finished short tiny Transformer language model run on Shakespeare (shared, read-only)."""
-    from bigmodel_tf import training
-
-    run_dir = tmp_path_factory.mktemp("runs") / "transformer-lm"
-    overrides = {**TINY_TRANSFORMER_LM, "train.epochs": 1}
-    training.train(training.make_config("transformer-lm", overrides=overrides), run_dir, verbose=0)
-    return run_dir
+    return _trained(tmp_path_factory, "transformer-lm", TINY_TRANSFORMER_LM)
 
 
 @pytest.fixture(scope="session")
 def trained_seq2seq(tmp_path_factory) -> Path:
     """A finished tiny seq2seq run on CMUdict, a few hundred steps (shared, read-only)."""
-    from bigmodel_tf import training
-
-    run_dir = tmp_path_factory.mktemp("runs") / "seq2seq"
-    training.train(training.make_config("seq2seq", overrides=TINY_SEQ2SEQ), run_dir, verbose=0)
-    return run_dir
+    return _trained(tmp_path_factory, "seq2seq", TINY_SEQ2SEQ)

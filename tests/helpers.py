@@ -108,3 +108,14 @@ def assert_keras_file_round_trip(layer_or_model, inputs: np.ndarray, directory: 
     model.save(path)
     loaded = keras.saving.load_model(path, safe_mode=True)
     np.testing.assert_array_equal(loaded(inputs), model(inputs))
+
+
+# Every export report's rows, in order: the Keras model, the SavedModel and the four TFLite files.
+REPORT_VARIANTS = [
+    "keras",
+    "saved_model",
+    "tflite float32",
+    "tflite dynamic",
+    "tflite float16",
+    "tflite int8",
+]

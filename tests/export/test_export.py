@@ -10,6 +10,7 @@ from bigmodel_tf import data
 from bigmodel_tf.errors import UserError
 from bigmodel_tf.export import QUANTIZATIONS, export, next_version, parse_quantize, verify
 from bigmodel_tf.export.tflite import TfliteModel, convert
+from tests.helpers import REPORT_VARIANTS
 
 # The tiny test CNN (~0.9 accuracy after one epoch) must keep this much top-1 agreement with
 # Keras after full-int8 quantisation; measured 0.993 on the 1,000 test images.
@@ -77,14 +78,7 @@ def test_int8_file_is_integer_end_to_end(exported):
 def test_report_measures_every_variant_against_keras(exported):
     report = json.loads((exported / "report.json").read_text())
     rows = {row["variant"]: row for row in report["rows"]}
-    assert list(rows) == [
-        "keras",
-        "saved_model",
-        "tflite float32",
-        "tflite dynamic",
-        "tflite float16",
-        "tflite int8",
-    ]
+    assert list(rows) == REPORT_VARIANTS
     assert report["test_examples"] == 1000
     assert rows["saved_model"]["max_abs_diff"] < 1e-5
     assert rows["tflite float32"]["max_abs_diff"] < 1e-4

@@ -11,6 +11,7 @@ from bigmodel_tf.data.text import char_streams, load_vocabulary
 from bigmodel_tf.export import QUANTIZATIONS, export, verify
 from bigmodel_tf.export.tflite import TfliteModel
 from bigmodel_tf.training.trainer import load_trained
+from tests.helpers import REPORT_VARIANTS
 
 # The tiny test GRU (tests.helpers.TINY_GRU_LM) over 100 steps of 8 test-text streams, each
 # variant carrying its own states. Measured: float32 logits within 3.8e-6 of Keras and float16
@@ -136,14 +137,7 @@ def test_int8_state_inputs_are_calibrated_on_carried_states(exported):
 def test_report_measures_every_variant_on_the_test_streams(exported):
     report = json.loads((exported / "report.json").read_text())
     rows = {row["variant"]: row for row in report["rows"]}
-    assert list(rows) == [
-        "keras",
-        "saved_model",
-        "tflite float32",
-        "tflite dynamic",
-        "tflite float16",
-        "tflite int8",
-    ]
+    assert list(rows) == REPORT_VARIANTS
     assert report["metric"] == "loss" and report["test_examples"] == 256 * 200
     assert rows["saved_model"]["max_abs_diff"] < 1e-5
     assert rows["tflite float32"]["max_abs_diff"] < FLOAT32_TOLERANCE

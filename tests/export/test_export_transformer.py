@@ -12,6 +12,7 @@ from bigmodel_tf.export import QUANTIZATIONS, export, verify
 from bigmodel_tf.export.tflite import TfliteModel
 from bigmodel_tf.training import classify
 from bigmodel_tf.training.trainer import load_trained
+from tests.helpers import REPORT_VARIANTS
 
 # Parity of the tiny test Transformer (tests.helpers.TINY_TRANSFORMER) on 256 test snippets,
 # against Keras. Measured: TODO.
@@ -113,14 +114,7 @@ def test_int8_file_takes_token_ids(exported):
 def test_report_measures_every_variant_on_the_test_split(trained_transformer, exported):
     report = json.loads((exported / "report.json").read_text())
     rows = {row["variant"]: row for row in report["rows"]}
-    assert list(rows) == [
-        "keras",
-        "saved_model",
-        "tflite float32",
-        "tflite dynamic",
-        "tflite float16",
-        "tflite int8",
-    ]
+    assert list(rows) == REPORT_VARIANTS
     assert report["metric"] == "accuracy" and report["test_examples"] == 1275
     trained = json.loads((trained_transformer / "metrics.json").read_text())["test"]["accuracy"]
     assert rows["keras"]["accuracy"] == pytest.approx(trained, abs=1e-6)

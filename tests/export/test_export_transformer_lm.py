@@ -12,6 +12,7 @@ from bigmodel_tf.data.text import char_streams
 from bigmodel_tf.export import QUANTIZATIONS, export, verify
 from bigmodel_tf.export.tflite import TfliteModel
 from bigmodel_tf.training.trainer import load_trained
+from tests.helpers import REPORT_VARIANTS
 
 # Minutes on 2 cores (a trained model, four conversions and a report over carried caches):
 # `scripts/test.sh -m slow` runs it.
@@ -105,14 +106,7 @@ def test_every_variant_tracks_the_uncached_keras_pass_over_the_context(exported,
 def test_report_measures_every_variant_on_the_test_streams(exported):
     report = json.loads((exported / "report.json").read_text())
     rows = {row["variant"]: row for row in report["rows"]}
-    assert list(rows) == [
-        "keras",
-        "saved_model",
-        "tflite float32",
-        "tflite dynamic",
-        "tflite float16",
-        "tflite int8",
-    ]
+    assert list(rows) == REPORT_VARIANTS
     assert report["test_examples"] == 256 * 64  # streams x the 64-character context
     assert rows["tflite float32"]["max_abs_diff"] < FLOAT32_TOLERANCE
     for row in rows.values():
