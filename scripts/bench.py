@@ -4,6 +4,7 @@ benchmarks/results.json and regenerates the README's results tables from it.
 
     python scripts/bench.py                      # everything (trains the default runs if missing)
     python scripts/bench.py --only train,peak    # some suites; the others' figures are kept
+    python scripts/bench.py --family seq2seq     # one model family's figures
     python scripts/bench.py --quick              # toy sizes in a few minutes: checks the harness
 
 Run it from the repository's .venv (`source scripts/setup.sh` first).
@@ -28,6 +29,11 @@ def main(argv: list[str] | None = None) -> int:
         "--only",
         default="peak,train,generation,inference,quality",
         help="comma-separated suites: peak, train, generation, inference, quality (default: all)",
+    )
+    parser.add_argument(
+        "--family",
+        help="comma-separated model families: cnn, gru-lm, transformer, transformer-lm, seq2seq "
+        "(default: all); the other families' figures are kept",
     )
     parser.add_argument(
         "--quick",
@@ -58,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.rounds is not None and args.rounds < 1:
             raise UserError(f"--rounds must be >= 1, got {args.rounds}")
         import_tensorflow_quietly()
-        bench.run(suites, quick=args.quick, rounds=args.rounds, on_suite=save)
+        families = bench.parse_families(args.family) if args.family else None
+        bench.run(suites, families=families, quick=args.quick, rounds=args.rounds, on_suite=save)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -28,15 +28,28 @@ def parse_suites(text: str) -> list[str]:
     return [suite for suite in SUITES if suite in names]
 
 
+def parse_families(text: str) -> list[str]:
+    """`"cnn,seq2seq"` → those families; an unknown name is a `UserError`."""
+    from bigmodel_tf.bench.suites import FAMILIES  # imports TensorFlow
+
+    known = [family.name for family in FAMILIES]
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = sorted(set(names) - set(known))
+    if unknown or not names:
+        raise UserError(f"--family {text!r}: choose from {', '.join(known)}")
+    return names
+
+
 def run(
     suites: Sequence[str] = SUITES,
     *,
+    families: Sequence[str] | None = None,
     quick: bool = False,
     rounds: int | None = None,
     log: Callable[[str], None] = print,
     on_suite: Callable[[list[Figure]], None] = lambda figures: None,
 ) -> list[Figure]:
-    """Runs `suites` (all by default) and returns their figures.
+    """Runs `suites` (all by default) for `families` (all by default) and returns their figures.
 
     `generation`, `inference` and `quality` measure each family's default training run
     (`runs/<family>/<dataset>-default-<hash>/`), training it first if it has not finished: the
@@ -45,6 +58,7 @@ def run(
 
     Args:
         suites: sequence of str. From `SUITES`.
+        families: sequence of str. Model families (`cnn`, `gru-lm`, ...). Defaults to all.
         quick: bool. Toy sizes. Defaults to `False`.
         rounds: int. Timed rounds per speed figure. Defaults to 5 (2 with `quick`).
         log: callable. Receives progress lines. Defaults to `print`.
@@ -54,12 +68,13 @@ def run(
     from bigmodel_tf.bench import suites as benchmarks  # imports TensorFlow
 
     rounds = rounds or (2 if quick else 5)
+    chosen = [f for f in benchmarks.FAMILIES if families is None or f.name in families]
     figures: list[Figure] = []
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch) if quick else None
         needs_runs = {"generation", "inference", "quality"} & set(suites)
         runs = {}
-        for family in benchmarks.FAMILIES if needs_runs else ():
+        for family in chosen if needs_runs else ():
             log(f"[runs] {family.name}: the default run (trained unless it has finished)")
             runs[family.name] = benchmarks.quality_run(family, quick, root)
         if {"peak", "train"} & set(suites):
@@ -67,13 +82,13 @@ def run(
             peak, peak_figures = benchmarks.matmul_peak(quick, rounds)
             figures += peak_figures if "peak" in suites else []
         for suite in suites:
-            for family in benchmarks.FAMILIES:
+            for family in chosen:
                 if suite == "train":
                     log(f"[train] {family.name}: ours against NumPy-into-fit, {rounds} rounds")
                     figures += benchmarks.training_throughput(family, quick, rounds, peak)
-                elif suite == "generation" and family.name == "gru-lm":
-                    log(f"[generation] {family.name}: stateful against rerun-prefix")
-                    figures += benchmarks.generation_speed(runs[family.name], quick, rounds)
+                elif suite == "generation":
+                    log(f"[generation] {family.name}: decoding speed, if it generates")
+                    figures += benchmarks.generation(family, runs[family.name], quick, rounds)
                 elif suite == "inference":
                     log(f"[inference] {family.name}: export and measure every variant")
                     figures += benchmarks.inference(family, runs[family.name], quick)
@@ -86,6 +101,7 @@ def run(
 __all__ = [
     "SUITES",
     "Figure",
+    "parse_families",
     "parse_suites",
     "render_tables",
     "run",

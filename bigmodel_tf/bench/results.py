@@ -39,6 +39,7 @@ class Figure:
         command: str. The command that reproduces it.
         spread: list of two floats. Smallest and largest value over the repeats, or None.
         note: str. What the number is, if the name does not say it.
+        family: str. The model family it measures (`gru_lm`), or None (the machine).
     """
 
     name: str
@@ -49,6 +50,7 @@ class Figure:
     command: str = ""
     spread: list[float] | None = None
     note: str = ""
+    family: str | None = None
     met: bool | None = field(init=False)
 
     def __post_init__(self) -> None:
@@ -93,16 +95,17 @@ def versions() -> dict[str, str]:
 
 
 def write_results(path: Path, figures: Sequence[Figure], *, quick: bool) -> dict[str, Any]:
-    """Writes results.json: the new figures replace those of the suites they come from.
+    """Writes results.json: the new figures replace those of the (suite, family) pairs they
+    come from.
 
-    Figures of suites that did not run this time are kept with the date they were measured on,
-    so `--only NAME` refreshes one table without losing the others.
+    Other figures are kept with the date they were measured on, so `--only NAME` (or
+    `--family NAME`) refreshes part of the tables without losing the rest.
     """
     today = datetime.date.today().isoformat()
-    ran = {figure.suite for figure in figures}
+    ran = {(figure.suite, figure.family) for figure in figures}
     kept = []
     if path.is_file():
-        kept = [f for f in read_json(path)["figures"] if f["suite"] not in ran]
+        kept = [f for f in read_json(path)["figures"] if (f["suite"], f["family"]) not in ran]
     results = {
         "machine": machine(),
         "versions": versions(),
@@ -134,7 +137,8 @@ def render_tables(results: dict[str, Any]) -> str:
     for figure in results["figures"]:
         suites.setdefault(figure["suite"], []).append(figure)
     for suite, figures in suites.items():
-        lines += ["", f"**{suite}** ({figures[0]['date']})", ""]
+        dates = ", ".join(sorted({f["date"] for f in figures}))  # families measured apart
+        lines += ["", f"**{suite}** ({dates})", ""]
         lines += [
             "| figure | value | [min, max] | target | met | what | command |",
             "|---|---|---|---|---|---|---|",

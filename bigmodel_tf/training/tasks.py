@@ -264,9 +264,7 @@ class TransformerClassifierTask(ClassificationTask):
     presets = transformer.classifier.PRESETS
     default_dataset = "rotten_tomatoes"
     tflite_endpoints = ("tokens",)
-    # One point of accuracy: the issue sets no int8 budget for this family, and int8 attention
-    # and LayerNorm lose more than the CNN's convolutions.
-    int8_budget = 0.01
+    int8_budget = 0.005  # issue 6: half a point of accuracy, as for the CNN
     # Measured on rotten_tomatoes: the default preset overfits after 2-3 epochs (training
     # accuracy 0.89, validation loss rising), so 4 epochs at 5e-4 with cosine decay; 10 epochs
     # at 1e-3 picked an epoch-2 checkpoint at a still high learning rate.
@@ -770,8 +768,7 @@ class Seq2SeqTask(Task):
     # Greedy PER, as the training run's test metric of the same name.
     quality_metric = "greedy_per"
     quality_higher_is_better = False
-    # One point of phoneme error rate.
-    int8_budget = 0.01
+    int8_budget = 0.005  # issue 6: half a point of phoneme error rate
     train_defaults = {
         # A guess: the README's run reached PER 8.8% after 2 epochs (~20 min each on a busy
         # 2-core machine) and was still improving.

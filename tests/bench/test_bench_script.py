@@ -9,21 +9,26 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
-# The names issue 8 fixes for the families that exist so far.
+FAMILIES = ("cnn", "gru_lm", "seq2seq", "transformer", "transformer_lm")
+# The names issue 8 fixes for its targets.
 REQUIRED = {
     "machine.matmul_peak",
     "cnn.mnist5k.test_accuracy",
     "gru_lm.shakespeare.test_loss_nats",
     "gru_lm.generate_speedup",
-    *(
-        f"train.{family}.{what}"
-        for family in ("cnn", "gru_lm")
-        for what in ("throughput_ratio", "mfu")
-    ),
+    "seq2seq.cmudict.per",
+    "seq2seq.cmudict.wer",
+    "seq2seq.decode_speedup",
+    "transformer.rotten_tomatoes.test_accuracy",
+    "transformer_lm.shakespeare.test_loss_nats",
+    "transformer_lm.kv_cache_speedup",
+    *(f"train.{family}.{what}" for family in FAMILIES for what in ("throughput_ratio", "mfu")),
     *(
         f"export.{family}.{what}"
-        for family in ("cnn", "gru_lm")
+        for family in FAMILIES
         for what in ("int8_size_ratio", "int8_latency_ratio", "int8_metric_delta")
     ),
 }
@@ -51,6 +56,7 @@ def test_quick_run_writes_every_figure_and_leaves_the_readme_alone(tmp_path):
         assert math.isfinite(figure["value"]), figure
         assert figure["command"].startswith(("python scripts/bench.py", "bigmodel-tf ")), figure
         assert (figure["met"] is None) == (figure["target"] is None), figure
+        assert figure["family"] in (*FAMILIES, None), figure
     assert figures["train.cnn.throughput_ratio"]["value"] > 0
     assert 0 < figures["train.cnn.mfu"]["value"] < 1
     assert 0 <= figures["cnn.mnist5k.test_accuracy"]["value"] <= 1
@@ -58,9 +64,20 @@ def test_quick_run_writes_every_figure_and_leaves_the_readme_alone(tmp_path):
     assert (ROOT / "README.md").read_text() == readme
 
 
-def test_an_unknown_suite_is_one_clear_line():
-    result = bench("--only", "speed")
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (
+            ("--only", "speed"),
+            "--only 'speed': choose from peak, train, generation, inference, quality",
+        ),
+        (
+            ("--family", "rnn"),
+            "--family 'rnn': choose from cnn, gru-lm, transformer, transformer-lm, seq2seq",
+        ),
+    ],
+)
+def test_an_unknown_suite_or_family_is_one_clear_line(option, message):
+    result = bench(*option)
     assert result.returncode == 2
-    assert result.stderr.strip() == (
-        "error: --only 'speed': choose from peak, train, generation, inference, quality"
-    )
+    assert result.stderr.strip() == f"error: {message}"

@@ -29,15 +29,23 @@ def test_a_malformed_target_is_refused():
         target_met(1.0, "about 2")
 
 
-def test_a_suite_run_again_replaces_only_its_own_figures(tmp_path):
+def test_a_suite_run_again_replaces_only_its_own_figures_of_its_families(tmp_path):
     path = tmp_path / "results.json"
     write_results(
-        path, [Figure("a.one", 1.0, "x", "a"), Figure("b.one", 2.0, "x", "b")], quick=False
+        path,
+        [
+            Figure("a.one", 1.0, "x", "a", family="cnn"),
+            Figure("a.rnn", 1.5, "x", "a", family="gru_lm"),
+            Figure("b.one", 2.0, "x", "b", family="cnn"),
+        ],
+        quick=False,
     )
-    results = write_results(path, [Figure("a.two", 3.0, "x", "a", target=">= 5")], quick=False)
+    results = write_results(
+        path, [Figure("a.two", 3.0, "x", "a", target=">= 5", family="cnn")], quick=False
+    )
     assert json.loads(path.read_text()) == results
     figures = {f["name"]: f for f in results["figures"]}
-    assert set(figures) == {"b.one", "a.two"}
+    assert set(figures) == {"a.rnn", "b.one", "a.two"}
     assert figures["a.two"]["met"] is False and figures["b.one"]["met"] is None
     assert {"cpu", "cores", "memory_gib"} <= set(results["machine"])
     assert {"tensorflow", "keras", "keras-hub", "ai-edge-litert"} <= set(results["versions"])
