@@ -335,8 +335,10 @@ def training_throughput(family: Family, quick: bool, rounds: int, peak: float) -
     pipeline = training_epochs(
         examples, batcher, seed=config.train.seed, first_epoch=0, epochs=10_000
     )
-    # The same examples as the model takes them (decoded, scaled), held in memory.
-    inputs, targets = in_memory(evaluation_batches(examples, batcher))
+    # The same examples as the model takes them (decoded, scaled), held in memory; `quick`
+    # times a few steps, so a few batches do.
+    batches = evaluation_batches(examples, batcher)
+    inputs, targets = in_memory(batches.take(4 * steps) if quick else batches)
     ours = _compiled(task, config, spec, steps, config.train.jit_compile)
     reference = _compiled(task, config, spec, steps, False)
 
@@ -617,7 +619,12 @@ def seq2seq_decode_speed(family: Family, run_dir: Path, quick: bool, rounds: int
 def inference(family: Family, run_dir: Path, quick: bool) -> list[Figure]:
     """Every deployable form of the run, from its export report (Keras, SavedModel, TFLite x4)."""
     with tempfile.TemporaryDirectory() as scratch:
-        out = export(run_dir, Path(scratch) / "export", calibration_batches=2 if quick else 100)
+        out = export(
+            run_dir,
+            Path(scratch) / "export",
+            calibration_batches=2 if quick else 100,
+            test_batches=1 if quick else None,
+        )
         report = read_json(out / "report.json")
     command, key, metric = f"{BENCH} --only inference", family.key, report["metric"]
     figures = []

@@ -107,6 +107,7 @@ def export(
     force: bool = False,
     quantize: Sequence[str] = tuple(QUANTIZATIONS),
     calibration_batches: int = CALIBRATION_BATCHES,
+    test_batches: int | None = None,
     log: Callable[[str], None] = lambda message: None,
 ) -> Path:
     """Exports a run's best checkpoint with every artefact and its report; returns the folder.
@@ -119,11 +120,16 @@ def export(
             `"float16"`, `"int8"`. Defaults to all four.
         calibration_batches: int. Training batches the int8 ranges are measured on.
             Defaults to 100.
+        test_batches: int. Measure the report on the first this many test batches of
+            `EVALUATION_BATCH` examples (quick checks); `verify` re-measures the same ones.
+            Defaults to None (the whole test split).
         log: callable. Receives one progress line per stage. Defaults to silence.
     """
     quantize = parse_quantize(",".join(quantize))
     if calibration_batches < 1:
         raise UserError(f"calibration batches must be >= 1, got {calibration_batches}")
+    if test_batches is not None and test_batches < 1:
+        raise UserError(f"test batches must be >= 1, got {test_batches}")
     run_dir = Path(run_dir)
     family = load_run(run_dir).family
     out = Path(out) if out else next_version(Path("savedmodels") / family)
@@ -175,12 +181,15 @@ def export(
                 log(f"converting the teacher ({config.train.distill_from}) for comparison")
                 variants += _teacher_variants(Path(config.train.distill_from), Path(scratch))
             log("measuring every variant on the test split (quality, agreement, latency)")
-            rows, test_examples = _measure(task, config, spec, variants, timing=True)
+            rows, test_examples = _measure(
+                task, config, spec, variants, timing=True, test_batches=test_batches
+            )
         report = {
             "family": family,
             "run_dir": str(run_dir),
             "metric": task.quality_metric,
             "test_examples": test_examples,
+            "test_batches": test_batches,
             "threads": os.cpu_count(),
             "machine": f"{os.cpu_count()} CPUs, {platform.machine()}",
             "rows": rows,
@@ -237,7 +246,14 @@ def verify(export_dir: Path | str, *, timing: bool = False) -> tuple[list[dict],
             mismatches.append(f"{name}: missing")
         elif _file_record(export_dir / name)["sha256"] != record["sha256"]:
             mismatches.append(f"{name}: sha256 differs from metadata.json (modified or corrupted)")
-    rows, _ = _measure(task, config, spec, _artefacts(export_dir, task), timing=timing)
+    rows, _ = _measure(
+        task,
+        config,
+        spec,
+        _artefacts(export_dir, task),
+        timing=timing,
+        test_batches=report["test_batches"],
+    )
     recorded = {row["variant"]: row for row in report["rows"]}
     metric = task.quality_metric
     # Quality is computed in float64 from deterministic kernels; only summation order may move it.
@@ -252,6 +268,7 @@ def verify(export_dir: Path | str, *, timing: bool = False) -> tuple[list[dict],
     if (
         task.quality_is_test_metric
         and trained is not None
+        and report["test_batches"] is None  # the run measured the whole split
         and abs(rows[0][metric] - trained) > tolerance
     ):
         mismatches.append(
@@ -319,9 +336,16 @@ def _teacher_variants(teacher_dir: Path, scratch: Path) -> list[Variant]:
 
 
 def _measure(
-    task: Task, config: Any, spec: Any, variants: list[Variant], *, timing: bool
+    task: Task,
+    config: Any,
+    spec: Any,
+    variants: list[Variant],
+    *,
+    timing: bool,
+    test_batches: int | None,
 ) -> tuple[list[dict], int]:
-    batches = list(task.raw_batches(config, spec, "test", EVALUATION_BATCH).as_numpy_iterator())
+    batches = task.raw_batches(config, spec, "test", EVALUATION_BATCH)
+    batches = list(batches.take(test_batches or -1).as_numpy_iterator())
     rows = measure(variants, task.predict, batches, task.quality, timing=timing)
     return rows, sum(len(targets) for _, targets in batches)
 

@@ -57,8 +57,7 @@ class Seq2SeqConfig:
 
 
 PRESETS: dict[str, dict] = {
-    # The README's run (2 epochs: PER 8.8% / WER 36% without stress, beam 5); more epochs
-    # are needed for the targets.
+    # The README's run: 10 epochs, PER 6.46% / WER 27.0% without stress, beam 5.
     "default": {},
     # Luong's multiplicative score: cheaper attention, otherwise the same network.
     "luong": {"attention": "luong"},

@@ -139,6 +139,15 @@ def test_existing_version_needs_force(trained_cnn, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["1"]  # no staging folders left
 
 
+def test_a_report_on_the_first_test_batches_is_verified_on_the_same_ones(trained_cnn, tmp_path):
+    out = export(trained_cnn, tmp_path / "1", quantize=("none",), test_batches=1)
+    assert json.loads((out / "report.json").read_text())["test_examples"] == 256  # of 1,000
+    _, mismatches = verify(out)
+    assert mismatches == []  # nor compared with the run's metric over the whole split
+    with pytest.raises(UserError, match="test batches must be >= 1"):
+        export(trained_cnn, tmp_path / "2", test_batches=0)
+
+
 def test_failure_mid_export_leaves_nothing_at_the_target(trained_cnn, tmp_path, monkeypatch):
     def fail_on_int8(saved_model, signature, quantize, calibration=None):
         if quantize == "int8":
