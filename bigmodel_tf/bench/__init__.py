@@ -13,10 +13,14 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from bigmodel_tf.bench.results import Figure, render_tables, update_readme, write_results
+from bigmodel_tf.bench.results import (
+    SUITES,
+    Figure,
+    render_tables,
+    update_readme,
+    write_results,
+)
 from bigmodel_tf.errors import UserError
-
-SUITES = ("peak", "train", "generation", "inference", "quality")
 
 
 def parse_suites(text: str) -> list[str]:

@@ -525,11 +525,15 @@ def lm_generation_speed(family: Family, run_dir: Path, quick: bool, rounds: int)
     return figures
 
 
+# Words the per-word Python loop is timed on (~10 s a round at full size).
+PER_WORD_SAMPLE = 200
+
+
 def seq2seq_decode_speed(family: Family, run_dir: Path, quick: bool, rounds: int) -> list[Figure]:
     """Greedy decoding of the test split three ways, in alternating rounds: the compiled
     in-graph loop over batches of 256 words; a Python loop calling the model once per step
-    over the same batches; and the documents' way, that loop one word at a time (timed on the
-    first `PER_WORD_SAMPLE` words, its words/s scaled to the split). Beam search (width 5)
+    over the same batches; and the documents' way, that loop one word at a time (timed on
+    `PER_WORD_SAMPLE` words spread over the split, as words/s). Beam search (width 5)
     over the batches is timed beside them."""
     config, _, spec, model = load_trained(run_dir)
     max_length = spec.max_target_length + 1
@@ -537,8 +541,8 @@ def seq2seq_decode_speed(family: Family, run_dir: Path, quick: bool, rounds: int
         source[:, : int((source != PAD_ID).sum(1).max())]  # each batch to its longest word
         for source, _ in reference_batches(config.dataset, "test", spec, 256).as_numpy_iterator()
     ][: 1 if quick else None]
-    words = np.concatenate([b for b in batches])
-    sample = [word[None, : int((word != PAD_ID).sum())] for word in words[: 10 if quick else 200]]
+    words = [word[None, : int((word != PAD_ID).sum())] for batch in batches for word in batch]
+    sample = words[:: len(words) // (10 if quick else PER_WORD_SAMPLE)]  # across all lengths
 
     def words_per_s(decode: Callable, inputs: list[np.ndarray]) -> Callable[[], float]:
         def one_round() -> float:
@@ -596,7 +600,8 @@ def seq2seq_decode_speed(family: Family, run_dir: Path, quick: bool, rounds: int
         ("batched_loop", "Python loop, one model call per step, batches of 256"),
         (
             "per_word_loop",
-            f"Python loop, one model call per step, one word at a time (first {len(sample)} words)",
+            f"Python loop, one model call per step, one word at a time ({len(sample)} words "
+            "spread over the split)",
         ),
         ("beam", "compiled beam search, width 5, batches of 256"),
     ):

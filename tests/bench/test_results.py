@@ -54,11 +54,14 @@ def test_a_suite_run_again_replaces_only_its_own_figures_of_its_families(tmp_pat
 def test_tables_show_each_suite_and_the_readme_block_is_replaced(tmp_path):
     results = write_results(
         tmp_path / "results.json",
-        [Figure("t.ratio", 1.234, "x", "train", target=">= 1.5", spread=[1.1, 1.3], command="c")],
+        [
+            Figure("q.loss", 1.5, "nats/char", "quality"),
+            Figure("t.ratio", 1.234, "x", "train", target=">= 1.5", spread=[1.1, 1.3], command="c"),
+        ],
         quick=False,
     )
     tables = render_tables(results)
-    assert "**train**" in tables
+    assert tables.index("**train**") < tables.index("**quality**")  # the order suites run in
     assert "| `t.ratio` | 1.23 x | [1.1, 1.3] | >= 1.5 | **no** |  | `c` |" in tables
     readme = tmp_path / "README.md"
     readme.write_text(f"# x\n\n{README_BEGIN}\nold\n{README_END}\n\nafter\n")
