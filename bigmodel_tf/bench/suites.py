@@ -525,7 +525,7 @@ def lm_generation_speed(family: Family, run_dir: Path, quick: bool, rounds: int)
     return figures
 
 
-# Words the per-word Python loop is timed on (~10 s a round at full size).
+# Words the per-word Python loop is timed on (~35 s a round for the default model).
 PER_WORD_SAMPLE = 200
 
 
@@ -542,7 +542,7 @@ def seq2seq_decode_speed(family: Family, run_dir: Path, quick: bool, rounds: int
         for source, _ in reference_batches(config.dataset, "test", spec, 256).as_numpy_iterator()
     ][: 1 if quick else None]
     words = [word[None, : int((word != PAD_ID).sum())] for batch in batches for word in batch]
-    sample = words[:: len(words) // (10 if quick else PER_WORD_SAMPLE)]  # across all lengths
+    sample = words[:: max(1, len(words) // (10 if quick else PER_WORD_SAMPLE))]  # all lengths
 
     def words_per_s(decode: Callable, inputs: list[np.ndarray]) -> Callable[[], float]:
         def one_round() -> float:
