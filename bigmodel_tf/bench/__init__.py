@@ -23,25 +23,25 @@ from bigmodel_tf.bench.results import (
 from bigmodel_tf.errors import UserError
 
 
+def _choose(text: str, option: str, known: Sequence[str]) -> list[str]:
+    """The names of `known` that comma-separated `text` lists, in `known`'s order; an unknown
+    name (or none) is a `UserError` naming `option`."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names or set(names) - set(known):
+        raise UserError(f"{option} {text!r}: choose from {', '.join(known)}")
+    return [name for name in known if name in names]
+
+
 def parse_suites(text: str) -> list[str]:
     """`"train,quality"` → the suites in run order; an unknown name is a `UserError`."""
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = sorted(set(names) - set(SUITES))
-    if unknown or not names:
-        raise UserError(f"--only {text!r}: choose from {', '.join(SUITES)}")
-    return [suite for suite in SUITES if suite in names]
+    return _choose(text, "--only", SUITES)
 
 
 def parse_families(text: str) -> list[str]:
     """`"cnn,seq2seq"` → those families; an unknown name is a `UserError`."""
     from bigmodel_tf.bench.suites import FAMILIES  # imports TensorFlow
 
-    known = [family.name for family in FAMILIES]
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = sorted(set(names) - set(known))
-    if unknown or not names:
-        raise UserError(f"--family {text!r}: choose from {', '.join(known)}")
-    return names
+    return _choose(text, "--family", [family.name for family in FAMILIES])
 
 
 def run(
