@@ -24,6 +24,17 @@ from keras import ops
 MASK_MARGIN = 30.0
 
 
+def masked_softmax(scores, mask=None):
+    """Softmax over the last axis where `mask` (bool, broadcastable to `scores`) is true; masked
+    positions get a weight of exactly 0, and a row with every position masked attends to
+    nothing. Safe for full-int8 export (see MASK_MARGIN)."""
+    if mask is None:
+        return ops.softmax(scores, axis=-1)
+    floor = ops.min(scores, axis=-1, keepdims=True) - MASK_MARGIN
+    weights = ops.softmax(ops.where(mask, scores, floor), axis=-1)
+    return ops.where(mask, weights, ops.zeros_like(weights))
+
+
 @keras.saving.register_keras_serializable(package="bigmodel_tf")
 class MultiHeadAttention(keras.layers.Layer):
     """Multi-head attention (Vaswani et al. 2017) with padding, causal and explicit masks.
@@ -179,20 +190,12 @@ class MultiHeadAttention(keras.layers.Layer):
             mask = causal if mask is None else ops.logical_and(mask, causal)
         return mask
 
-    def _masked_softmax(self, scores, mask):
-        if mask is None:
-            return ops.softmax(scores, axis=-1)
-        floor = ops.min(scores, axis=-1, keepdims=True) - MASK_MARGIN
-        weights = ops.softmax(ops.where(mask, scores, floor), axis=-1)
-        # Exact zeros for masked keys; a row with every key masked attends to nothing.
-        return ops.where(mask, weights, ops.zeros_like(weights))
-
     def _compute_attention(self, query, key, value, mask, training=None):
         """`softmax(q kᵀ / √d_k) v` for every head -> `(batch, time, heads * key_dim)` and the
         weights `(batch, heads, time, source)`. Subclasses may override it."""
         query = query * ops.cast(1.0 / math.sqrt(self.key_dim), query.dtype)
         scores = ops.matmul(query, ops.transpose(key, (0, 1, 3, 2)))  # (batch, heads, time, src)
-        weights = self._masked_softmax(scores, mask)
+        weights = masked_softmax(scores, mask)
         output = ops.matmul(self.dropout_layer(weights, training=training), value)
         output = ops.transpose(output, (0, 2, 1, 3))  # (batch, time, heads, key_dim)
         return ops.reshape(output, (*ops.shape(output)[:2], -1)), weights

@@ -17,14 +17,12 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from bigmodel_tf.layers.attention import masked_softmax
+
 
 class _ScoredAttention(keras.layers.Layer):
     """Base class: subclasses create their weights in `build` and define `project_keys` and
     `score`; the masking, softmax and context are shared."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.softmax = keras.layers.Softmax(axis=-1, dtype=self.dtype_policy, name="softmax")
 
     def project_keys(self, value):
         """`(batch, values, value_dim)` encoder states → the keys `score` compares queries with."""
@@ -40,7 +38,9 @@ class _ScoredAttention(keras.layers.Layer):
         mask = None
         if value_mask is not None:
             mask = ops.expand_dims(ops.cast(value_mask, "bool"), 1)  # (batch, 1, values)
-        weights = self.softmax(scores, mask=mask)  # padded positions get exactly 0
+        # Padded positions get exactly 0. Not keras.layers.Softmax: its -1e9 fill stretches the
+        # scores' range until full-int8 export rounds every real score to the same value.
+        weights = masked_softmax(scores, mask)
         context = ops.einsum("bqv,bvd->bqd", weights, value)  # (batch, queries, value_dim)
         return context, weights
 

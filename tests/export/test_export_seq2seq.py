@@ -101,13 +101,10 @@ def test_tflite_greedy_decoding_matches_keras_on_200_test_words(agreement):
     assert agreement["dynamic"] >= 0.95, agreement
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="full int8 decodes 0.5% of the words as Keras does (measured; greedy PER 0.29 -> "
-    "0.75 on the test split): known broken, see the README",
-)
 def test_full_int8_greedy_decoding_matches_keras(agreement):
-    assert agreement["int8"] >= 0.8, agreement
+    # Measured: 0.905. Before the attention kept masked scores near the real ones (Keras' Softmax
+    # fills them with -1e9, and int8 then rounded every real score to one value): 0.005.
+    assert agreement["int8"] >= 0.85, agreement
 
 
 def _keras_endpoints(task, model, spec):

@@ -1,7 +1,9 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
+from bigmodel_tf.export.tflite import TfliteModel, convert
 from bigmodel_tf.layers.seq2seq_attention import BahdanauAttention, LuongAttention
 
 LAYERS = {
@@ -80,3 +82,34 @@ def test_config_round_trip(layer):
         clone(query, value, value_mask=mask), layer(query, value, value_mask=mask), strict=True
     ):
         np.testing.assert_array_equal(a, b)
+
+
+def test_full_int8_conversion_keeps_the_weights_of_a_padded_batch(layer, tmp_path):
+    # A masked score filled with -1e9 (Keras' Softmax) sets the scores' int8 scale so coarse
+    # that every real score rounds to one value and the weights become uniform. Measured: max
+    # difference 0.03 (Bahdanau) and 0.02 (Luong); 0.24 and 0.48 with the -1e9 fill.
+    query, value, mask = inputs()
+    layer(query, value, value_mask=mask)
+    signature = [
+        tf.TensorSpec(query.shape, tf.float32, name="query"),
+        tf.TensorSpec(value.shape, tf.float32, name="value"),
+        tf.TensorSpec(mask.shape, tf.float32, name="mask"),
+    ]
+
+    def attend(query, value, mask):
+        return {"weights": layer(query, value, value_mask=mask)[1]}
+
+    def calibration():
+        for seed in range(20):
+            q, v, _ = inputs(seed)
+            yield "serve", {"query": q, "value": v, "mask": mask.astype("float32")}
+
+    archive = keras.export.ExportArchive()
+    archive.track(layer)
+    archive.add_endpoint("serve", attend, input_signature=signature)
+    archive.write_out(str(tmp_path / "saved_model"), verbose=False)
+    path = tmp_path / "attention.tflite"
+    path.write_bytes(convert(tmp_path / "saved_model", ["serve"], "int8", calibration))
+    weights = TfliteModel(path)({"query": query, "value": value, "mask": mask.astype("float32")})
+    expected = np.asarray(layer(query, value, value_mask=mask)[1])
+    np.testing.assert_allclose(weights["weights"], expected, atol=0.05)
