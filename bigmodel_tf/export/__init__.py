@@ -168,7 +168,13 @@ def export(
 
         for mode in quantize:
             start = time.perf_counter()
-            data = convert(staging / "saved_model", task.tflite_endpoints, mode, calibration)
+            data = convert(
+                staging / "saved_model",
+                task.tflite_endpoints,
+                mode,
+                calibration,
+                per_channel=task.int8_per_channel,
+            )
             (staging / QUANTIZATIONS[mode]).write_bytes(data)
             log(
                 f"wrote {QUANTIZATIONS[mode]} ({len(data) / 1e6:.2f} MB, "
@@ -209,6 +215,7 @@ def export(
                 "tflite": {
                     "signatures": list(task.tflite_endpoints),
                     "calibration_batches": calibration_batches if "int8" in quantize else None,
+                    "int8_per_channel": task.int8_per_channel if "int8" in quantize else None,
                     "files": {
                         QUANTIZATIONS[mode]: _file_record(staging / QUANTIZATIONS[mode])
                         for mode in quantize

@@ -37,6 +37,7 @@ def convert(
     signatures: Sequence[str],
     quantize: str,
     calibration: Callable[[], Iterable[tuple[str, Inputs]]] | None = None,
+    per_channel: bool = True,
 ) -> bytes:
     """Converts SavedModel signatures to one TFLite flatbuffer holding each as a signature.
 
@@ -50,6 +51,8 @@ def convert(
             int32 tokens stay as they are).
         calibration: callable. For `"int8"`: returns an iterable of `(signature, inputs)`
             drawn from the training data, over which activation ranges are measured.
+        per_channel: bool. For `"int8"`: a scale per output channel of each weight (TFLite's
+            default), else one per weight tensor. Defaults to `True`.
     """
     if quantize not in QUANTIZATIONS:
         choices = ", ".join(QUANTIZATIONS)
@@ -69,6 +72,7 @@ def convert(
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
+        converter._experimental_disable_per_channel = not per_channel  # no public switch
     # The converter's MLIR passes print to fd 2 and its calibrator warns that it uses the
     # deprecated tf.lite.Interpreter; neither helps a user, and a failure replays them.
     with native_stderr_captured(), warnings.catch_warnings():

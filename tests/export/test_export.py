@@ -149,10 +149,10 @@ def test_a_report_on_the_first_test_batches_is_verified_on_the_same_ones(trained
 
 
 def test_failure_mid_export_leaves_nothing_at_the_target(trained_cnn, tmp_path, monkeypatch):
-    def fail_on_int8(saved_model, signature, quantize, calibration=None):
+    def fail_on_int8(saved_model, signature, quantize, calibration=None, **options):
         if quantize == "int8":
             raise OSError("disk full")
-        return convert(saved_model, signature, quantize, calibration)
+        return convert(saved_model, signature, quantize, calibration, **options)
 
     monkeypatch.setattr("bigmodel_tf.export.convert", fail_on_int8)
     with pytest.raises(OSError, match="disk full"):

@@ -44,6 +44,7 @@ def test_metadata_describes_both_signatures_and_the_vocabularies(exported, keras
     _, _, spec, _ = keras_run
     metadata = json.loads((exported / "metadata.json").read_text())
     assert metadata["tflite"]["signatures"] == ["encode", "step"]
+    assert metadata["tflite"]["int8_per_channel"] is False  # see Seq2SeqTask.int8_per_channel
     assert metadata["inputs"]["encode"] == {"source": {"dtype": "int32", "shape": [None, 32]}}
     assert set(metadata["inputs"]["step"]) == {"token", "state_1", "value", "keys", "source"}
     assert metadata["inputs"]["step"]["value"]["shape"] == [None, 32, 64]
