@@ -8,7 +8,14 @@ import tensorflow as tf
 
 from bigmodel_tf import data
 from bigmodel_tf.errors import UserError
-from bigmodel_tf.export import QUANTIZATIONS, export, next_version, parse_quantize, verify
+from bigmodel_tf.export import (
+    QUANTIZATIONS,
+    CalibrationSample,
+    export,
+    next_version,
+    parse_quantize,
+    verify,
+)
 from bigmodel_tf.export.tflite import TfliteModel, convert
 from tests.helpers import REPORT_VARIANTS
 
@@ -172,3 +179,16 @@ def test_versions_count_up(tmp_path):
     (tmp_path / "3").mkdir()
     (tmp_path / "notes").mkdir()
     assert next_version(tmp_path) == tmp_path / "4"
+
+
+def test_calibration_sample_keeps_what_fits_drawn_from_every_call():
+    sample = CalibrationSample(minimum=5, budget=80)  # each call below is 8 bytes: 10 fit
+    for call in range(1000):
+        sample.add({"x": np.full(2, call, np.int32)})
+    kept = sorted(int(inputs["x"][0]) for inputs in sample.items)
+    assert sample.seen == 1000 and len(kept) == 10 == len(set(kept))
+    assert kept[-1] >= 500  # not just the first calls
+    small = CalibrationSample(minimum=5, budget=8)  # one call fits, the minimum wins
+    for call in range(3):
+        small.add({"x": np.full(2, call, np.int32)})
+    assert [int(inputs["x"][0]) for inputs in small.items] == [0, 1, 2]
