@@ -103,8 +103,9 @@ def test_tflite_greedy_decoding_matches_keras_on_200_test_words(agreement):
 
 
 def test_full_int8_greedy_decoding_matches_keras(agreement):
-    # Measured: 0.905. Before the attention kept masked scores near the real ones (Keras' Softmax
-    # fills them with -1e9, and int8 then rounded every real score to one value): 0.005.
+    # Measured: 0.92 (per-tensor weight scales; 0.905 per channel). Before the attention kept
+    # masked scores near the real ones (Keras' Softmax fills them with -1e9, and int8 then
+    # rounded every real score to one value): 0.005.
     assert agreement["int8"] >= 0.85, agreement
 
 
