@@ -24,6 +24,12 @@ from bigmodel_tf.data.pipeline import evaluation_batches, training_epochs
 from bigmodel_tf.data.text import char_lookup, text_to_ids
 from bigmodel_tf.data.transduction import PAD_ID, reference_batches
 from bigmodel_tf.export import export
+from bigmodel_tf.export.report import (
+    LATENCY_BATCH,
+    Variant,
+    int8_latency_ratios,
+    latency_rounds,
+)
 from bigmodel_tf.io import read_json
 from bigmodel_tf.models.generation import generate, generate_by_rerunning_prefix
 from bigmodel_tf.models.seq2seq_decoding import beam_decode, decode_step_by_step, greedy_decode
@@ -635,30 +641,20 @@ def inference(family: Family, run_dir: Path, quick: bool) -> list[Figure]:
     figures = []
     for row in report["rows"]:
         variant = row["variant"].replace(" ", "_")
-        single, batch = row["latency_ms"]["1"], row["latency_ms"]["32"]
-        figures += [
-            Figure(
-                f"inference.{key}.{variant}.latency_ms",
-                single,
-                "ms",
-                "inference",
-                command=command,
-                note=f"median, 1 example, {row['bytes'] / 1e6:.2f} MB, {metric} {row[metric]:.4f}",
-                family=key,
-            ),
-            Figure(
-                f"inference.{key}.{variant}.throughput",
-                32e3 / batch,
-                "examples/s",
-                "inference",
-                command=command,
-                note="batch of 32",
-                family=key,
-            ),
-        ]
+        # The report's Keras row runs the model eagerly through the export's endpoints.
+        how = "`model(x)`, " if row["variant"] == "keras" else ""
+        figures += latency_figures(
+            f"inference.{key}.{variant}",
+            row["latency_rounds_ms"],
+            f"{how}{row['bytes'] / 1e6:.2f} MB, {metric} {row[metric]:.4f}",
+            command,
+            key,
+        )
+    figures += keras_predict(family, run_dir, command)
     by_variant = {row["variant"]: row for row in report["rows"]}
     float32, int8 = by_variant["tflite float32"], by_variant["tflite int8"]
     lost = next(check for check in report["targets"] if check["target"].endswith(" by int8"))
+    latency_ratio, latency_ratio_spread = summarise(int8_latency_ratios(int8, float32))
     figures += [
         Figure(
             f"export.{key}.int8_size_ratio",
@@ -672,12 +668,13 @@ def inference(family: Family, run_dir: Path, quick: bool) -> list[Figure]:
         ),
         Figure(
             f"export.{key}.int8_latency_ratio",
-            int8["latency_ms"]["1"] / float32["latency_ms"]["1"],
+            latency_ratio,
             "x",
             "inference",
             target="<= 0.6",
             command=command,
-            note="int8 / float32 TFLite median latency, 1 example",
+            spread=latency_ratio_spread,
+            note="int8 / float32 TFLite latency, 1 example, timed side by side in each round",
             family=key,
         ),
         Figure(
@@ -692,3 +689,60 @@ def inference(family: Family, run_dir: Path, quick: bool) -> list[Figure]:
         ),
     ]
     return figures
+
+
+def latency_figures(
+    name: str, rounds: dict[str, list[float]], note: str, command: str, family: str
+) -> list[Figure]:
+    """`NAME.latency_ms` (one example) and `NAME.throughput` (a batch of `LATENCY_BATCH`) from
+    per-round median latencies, as `export.report.latency_rounds` times them."""
+    single, single_spread = summarise(rounds["1"])
+    batch = [LATENCY_BATCH * 1e3 / ms for ms in rounds[str(LATENCY_BATCH)]]
+    throughput, throughput_spread = summarise(batch)
+    return [
+        Figure(
+            f"{name}.latency_ms",
+            single,
+            "ms",
+            "inference",
+            command=command,
+            spread=single_spread,
+            note=f"median, 1 example, {note}",
+            family=family,
+        ),
+        Figure(
+            f"{name}.throughput",
+            throughput,
+            "examples/s",
+            "inference",
+            command=command,
+            spread=throughput_spread,
+            note=f"batch of {LATENCY_BATCH}",
+            family=family,
+        ),
+    ]
+
+
+def keras_predict(family: Family, run_dir: Path, command: str) -> list[Figure]:
+    """`model.predict` on the first 1 and `LATENCY_BATCH` test examples, timed in rounds as the
+    export report times the other forms (its `keras` row is `model(x)`); none for the families
+    whose deployed form is a loop of stateful steps (`Task.model_inputs` is None)."""
+    config, task, spec, model = load_trained(run_dir)
+    inputs, targets = next(
+        task.raw_batches(config, spec, "test", LATENCY_BATCH).as_numpy_iterator()
+    )
+    batch = task.model_inputs(inputs)
+    if batch is None:
+        return []
+    batch = np.asarray(batch)
+    # The same outputs as `model(x)`, so the figures time the same computation.
+    called = np.asarray(model(batch, training=False))
+    difference = np.max(np.abs(model.predict(batch, verbose=0) - called))
+    variant = Variant("keras predict", None, 0, lambda x: model.predict(x["x"], verbose=0))
+    (rounds,) = latency_rounds(
+        [variant], lambda run, batches: run(batches[0][0]), [({"x": batch}, targets)]
+    )
+    note = f"`model.predict` (max |difference| from `model(x)` {difference:.1e})"
+    return latency_figures(
+        f"inference.{family.key}.keras_predict", rounds, note, command, family.key
+    )

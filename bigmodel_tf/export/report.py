@@ -19,8 +19,10 @@ Runner = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 # `(inputs by name, targets)`, as `Task.raw_batches` makes them.
 Batch = tuple[dict[str, np.ndarray], np.ndarray]
 
-# Timed calls per latency figure (after warm-up calls that build kernels and caches).
-SINGLE_REPEATS, BATCH_REPEATS, WARMUP = 100, 20, 5
+# Latency is timed in rounds that alternate the variants, so that a busy shared machine slows
+# them alike: each round times every variant's median of a few calls (after warm-up calls that
+# build kernels and caches), and a latency is the median over the rounds.
+LATENCY_ROUNDS, SINGLE_REPEATS, BATCH_REPEATS, WARMUP = 5, 20, 4, 5
 LATENCY_BATCH = 32
 
 # The issue's targets for the quantised files, against the float32 TFLite file.
@@ -40,9 +42,7 @@ class Variant:
 
 
 def median_latency_ms(run: Callable[[], Any], repeats: int) -> float:
-    """Median wall time of `run()` in milliseconds, after `WARMUP` untimed calls."""
-    for _ in range(WARMUP):
-        run()
+    """Median wall time of `repeats` calls of `run()` in milliseconds."""
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -67,12 +67,11 @@ def measure(
         batches: list. The test split's `(inputs, targets)` batches.
         quality: callable. `(outputs, targets)` → the family's metrics.
         timing: bool. Measure the latency of `predict` on the first example and on the first
-            `LATENCY_BATCH` examples (all of a prediction: every decoding step for seq2seq).
-            Defaults to `True`.
+            `LATENCY_BATCH` examples (all of a prediction: every decoding step for seq2seq), in
+            `LATENCY_ROUNDS` alternating rounds: `latency_ms` is the median over the rounds,
+            `latency_rounds_ms` each round's. Defaults to `True`.
     """
     rows, reference = [], None
-    if timing:
-        single, batch = [_first_examples(batches, 1)], [_first_examples(batches, LATENCY_BATCH)]
     for variant in variants:
         outputs, targets = predict(variant.run, batches)
         if reference is None:
@@ -87,15 +86,36 @@ def measure(
             "top1_agreement": float(np.mean(outputs.argmax(-1) == reference.argmax(-1))),
             "max_abs_diff": float(np.max(np.abs(outputs.astype(np.float64) - reference))),
         }
-        if timing:
-            row["latency_ms"] = {
-                "1": median_latency_ms(partial(predict, variant.run, single), SINGLE_REPEATS),
-                str(LATENCY_BATCH): median_latency_ms(
-                    partial(predict, variant.run, batch), BATCH_REPEATS
-                ),
-            }
         rows.append(row)
+    if timing:
+        for row, rounds in zip(rows, latency_rounds(variants, predict, batches), strict=True):
+            row["latency_rounds_ms"] = rounds
+            row["latency_ms"] = {size: statistics.median(times) for size, times in rounds.items()}
     return rows
+
+
+def latency_rounds(
+    variants: list[Variant],
+    predict: Callable[[Runner, list[Batch]], Any],
+    batches: list[Batch],
+) -> list[dict[str, list[float]]]:
+    """Per variant, `{"1": [...], "32": [...]}`: the median latency (ms) of `predict` on the
+    first example and on the first `LATENCY_BATCH` examples in each of `LATENCY_ROUNDS` rounds,
+    every round timing each variant in turn."""
+    sizes = {"1": SINGLE_REPEATS, str(LATENCY_BATCH): BATCH_REPEATS}
+    calls = {
+        (index, size): partial(predict, variant.run, [_first_examples(batches, int(size))])
+        for index, variant in enumerate(variants)
+        for size in sizes
+    }
+    for call in calls.values():
+        for _ in range(WARMUP):
+            call()
+    rounds = [{size: [] for size in sizes} for _ in variants]
+    for _ in range(LATENCY_ROUNDS):
+        for (index, size), call in calls.items():
+            rounds[index][size].append(median_latency_ms(call, sizes[size]))
+    return rounds
 
 
 def _first_examples(batches: list[Batch], count: int) -> Batch:
@@ -134,8 +154,12 @@ def check_targets(
     if base and "tflite int8" in by_name:
         add("int8 size / float32 size", size_ratio("tflite int8"), INT8_SIZE_RATIO)
         if "latency_ms" in base:
-            latency = by_name["tflite int8"]["latency_ms"]["1"] / base["latency_ms"]["1"]
-            add("int8 latency / float32 latency (1 example)", latency, INT8_LATENCY_RATIO)
+            latency = int8_latency_ratios(by_name["tflite int8"], base)
+            add(
+                "int8 latency / float32 latency (1 example)",
+                statistics.median(latency),
+                INT8_LATENCY_RATIO,
+            )
     if base and "teacher tflite float32" in by_name:  # distillation: at least 4x smaller
         student = 1 / size_ratio("teacher tflite float32")
         add("student size / teacher size (float32 TFLite)", student, STUDENT_SIZE_RATIO)
@@ -146,6 +170,15 @@ def check_targets(
         label = f"{metric} {'lost' if higher_is_better else 'added'} by int8"
         add(label, worsening + 0.0, int8_budget)
     return checks
+
+
+def int8_latency_ratios(int8: dict[str, Any], float32: dict[str, Any]) -> list[float]:
+    """int8 / float32 latency of one example, per round when both rows have their rounds (the
+    two timed side by side), else the ratio of their medians."""
+    if "latency_rounds_ms" in int8 and "latency_rounds_ms" in float32:
+        pairs = zip(int8["latency_rounds_ms"]["1"], float32["latency_rounds_ms"]["1"], strict=True)
+        return [a / b for a, b in pairs]
+    return [int8["latency_ms"]["1"] / float32["latency_ms"]["1"]]
 
 
 def render_markdown(report: dict[str, Any]) -> str:

@@ -131,6 +131,12 @@ class Task(abc.ABC):
     def serving_endpoints(self, model: keras.Model, spec: Any) -> dict[str, tuple[Any, list]]:
         """Export endpoints `{name: (function, input_signature)}` taking raw inputs."""
 
+    def model_inputs(self, inputs: dict[str, np.ndarray]) -> Any:
+        """The Keras model's own input for a batch of `raw_batches` inputs, as `model(x)` and
+        `model.predict(x)` take it; None where what is deployed is not one call of the model but
+        a loop of stateful steps (the language models, Seq2Seq)."""
+        return None
+
     @abc.abstractmethod
     def metadata(self, config: RunConfig, spec: Any) -> dict[str, Any]:
         """What an exported model's users need to know (labels, input specs), as JSON."""
@@ -217,10 +223,13 @@ class CnnTask(ClassificationTask):
 
     def serving_endpoints(self, model: keras.Model, spec: ImageSpec) -> dict[str, tuple[Any, list]]:
         def serve(images):
-            return {"probabilities": model(normalize_images(images), training=False)}
+            return {"probabilities": model(self.model_inputs({"images": images}), training=False)}
 
         signature = [tf.TensorSpec((None, *spec.input_shape), tf.uint8, name="images")]
         return {"serve": (serve, signature)}
+
+    def model_inputs(self, inputs: dict[str, Any]) -> tf.Tensor:
+        return normalize_images(inputs["images"])
 
     def metadata(self, config: RunConfig, spec: ImageSpec) -> dict[str, Any]:
         return {
@@ -314,6 +323,9 @@ class TransformerClassifierTask(ClassificationTask):
             return {"probabilities": model(token_ids, training=False)}
 
         return {"serve": (TextClassifier(model, spec), [TEXTS]), "tokens": (tokens, [TOKEN_IDS])}
+
+    def model_inputs(self, inputs: dict[str, Any]) -> Any:
+        return inputs["token_ids"]
 
     def metadata(self, config: RunConfig, spec: SubwordSpec) -> dict[str, Any]:
         probabilities = tf.TensorSpec((None, spec.num_classes), tf.float32, name="probabilities")

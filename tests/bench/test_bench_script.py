@@ -78,6 +78,10 @@ def test_quick_run_writes_every_figure_and_leaves_the_readme_alone(tmp_path, fam
     assert figures["train.cnn.throughput_ratio"]["value"] > 0
     assert 0 < figures["train.cnn.mfu"]["value"] < 1
     assert 0 <= figures["cnn.mnist5k.test_accuracy"]["value"] <= 1
+    # A classifier is also timed through `model.predict`; a language model is not (its
+    # deployed form is a loop of stateful steps).
+    assert figures["inference.cnn.keras_predict.throughput"]["value"] > 0
+    assert "inference.transformer_lm.keras_predict.throughput" not in figures
     assert "**train**" in result.stdout
     assert (ROOT / "README.md").read_text() == readme
 

@@ -1,6 +1,16 @@
 import numpy as np
 
-from bigmodel_tf.export.report import Variant, check_targets, measure
+from bigmodel_tf.export.report import (
+    BATCH_REPEATS,
+    LATENCY_BATCH,
+    LATENCY_ROUNDS,
+    SINGLE_REPEATS,
+    WARMUP,
+    Variant,
+    check_targets,
+    int8_latency_ratios,
+    measure,
+)
 
 
 def row(variant, size, quality, latency, metric="accuracy"):
@@ -48,3 +58,36 @@ def test_agreement_and_difference_are_against_the_first_variant():
     assert rows[1]["top1_agreement"] == 2 / 3
     assert abs(rows[1]["max_abs_diff"] - 0.3) < 1e-12
     assert rows[1]["accuracy"] == 2 / 3
+
+
+def test_latency_is_timed_in_rounds_and_int8_is_compared_round_by_round():
+    calls = {"keras": [], "int8": []}
+
+    def variant(name):
+        def run(inputs):
+            calls[name].append(len(inputs["x"]))
+            return np.zeros((len(inputs["x"]), 2))
+
+        return Variant(name, None, 0, run)
+
+    batches = [({"x": np.zeros(40)}, np.zeros(40, "int64"))]
+    rows = measure(
+        [variant("keras"), variant("int8")],
+        predict=lambda run, batches: (run(batches[0][0]), batches[0][1]),
+        batches=batches,
+        quality=lambda outputs, targets: {},
+    )
+    for name, row in zip(calls, rows, strict=True):
+        # One pass for quality, then warm-up and timed calls on 1 and on LATENCY_BATCH examples.
+        assert calls[name].count(40) == 1
+        assert calls[name].count(1) == WARMUP + LATENCY_ROUNDS * SINGLE_REPEATS
+        assert calls[name].count(LATENCY_BATCH) == WARMUP + LATENCY_ROUNDS * BATCH_REPEATS
+        assert [len(times) for times in row["latency_rounds_ms"].values()] == [LATENCY_ROUNDS] * 2
+        assert row["latency_ms"]["1"] == sorted(row["latency_rounds_ms"]["1"])[LATENCY_ROUNDS // 2]
+
+    int8 = {"latency_ms": {"1": 2.0}, "latency_rounds_ms": {"1": [1.0, 2.0, 6.0]}}
+    float32 = {"latency_ms": {"1": 4.0}, "latency_rounds_ms": {"1": [2.0, 8.0, 4.0]}}
+    assert int8_latency_ratios(int8, float32) == [0.5, 0.25, 1.5]
+    # A report written before the rounds were recorded: the ratio of the medians.
+    medians = [{"latency_ms": row["latency_ms"]} for row in (int8, float32)]
+    assert int8_latency_ratios(*medians) == [0.5]
