@@ -95,7 +95,7 @@ def run(
                     figures += benchmarks.generation(family, runs[family.name], quick, rounds)
                 elif suite == "inference":
                     log(f"[inference] {family.name}: export and measure every variant")
-                    figures += benchmarks.inference(family, runs[family.name], quick)
+                    figures += benchmarks.inference(family, runs[family.name], quick, rounds)
                 elif suite == "quality":
                     figures += benchmarks.quality(family, runs[family.name])
             on_suite(figures)

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from bigmodel_tf.bench.results import Figure, summarise
-from bigmodel_tf.data.pipeline import evaluation_batches, training_epochs
+from bigmodel_tf.data.pipeline import training_epochs
 from bigmodel_tf.data.text import char_lookup, text_to_ids
 from bigmodel_tf.data.transduction import PAD_ID, reference_batches
 from bigmodel_tf.export import export
@@ -30,6 +30,7 @@ from bigmodel_tf.export.report import (
     int8_latency_ratios,
     latency_rounds,
 )
+from bigmodel_tf.export.tflite import QUANTIZATIONS
 from bigmodel_tf.io import read_json
 from bigmodel_tf.models.generation import generate, generate_by_rerunning_prefix
 from bigmodel_tf.models.seq2seq_decoding import beam_decode, decode_step_by_step, greedy_decode
@@ -338,13 +339,13 @@ def training_throughput(family: Family, quick: bool, rounds: int, peak: float) -
         spec = task.prepare(config, Path(scratch))
     batcher = task.batcher(config, spec, batch)
     examples = task.examples(config, "train", spec)
+    if quick:  # a few steps: a few batches' examples, not passes over the whole split
+        examples = examples.take(4 * steps * batch)
     pipeline = training_epochs(
         examples, batcher, seed=config.train.seed, first_epoch=0, epochs=10_000
     )
-    # The same examples as the model takes them (decoded, scaled), held in memory; `quick`
-    # times a few steps, so a few batches do.
-    batches = evaluation_batches(examples, batcher)
-    inputs, targets = in_memory(batches.take(4 * steps) if quick else batches)
+    # The same examples as the model takes them (decoded, scaled), held in memory.
+    inputs, targets = in_memory(batcher(examples))
     ours = _compiled(task, config, spec, steps, config.train.jit_compile)
     reference = _compiled(task, config, spec, steps, False)
 
@@ -627,14 +628,18 @@ def seq2seq_decode_speed(family: Family, run_dir: Path, quick: bool, rounds: int
     return figures
 
 
-def inference(family: Family, run_dir: Path, quick: bool) -> list[Figure]:
-    """Every deployable form of the run, from its export report (Keras, SavedModel, TFLite x4)."""
+def inference(family: Family, run_dir: Path, quick: bool, rounds: int) -> list[Figure]:
+    """Every deployable form of the run, from its export report (Keras, SavedModel, TFLite x4),
+    and `model.predict` for the classifiers."""
     with tempfile.TemporaryDirectory() as scratch:
         out = export(
             run_dir,
             Path(scratch) / "export",
+            # The figures compare int8 with float32; `quick` converts only those two.
+            quantize=("none", "int8") if quick else tuple(QUANTIZATIONS),
             calibration_batches=2 if quick else 100,
             test_batches=1 if quick else None,
+            rounds=rounds,
         )
         report = read_json(out / "report.json")
     command, key, metric = f"{BENCH} --only inference", family.key, report["metric"]
@@ -650,7 +655,7 @@ def inference(family: Family, run_dir: Path, quick: bool) -> list[Figure]:
             command,
             key,
         )
-    figures += keras_predict(family, run_dir, command)
+    figures += keras_predict(family, run_dir, command, rounds)
     by_variant = {row["variant"]: row for row in report["rows"]}
     float32, int8 = by_variant["tflite float32"], by_variant["tflite int8"]
     lost = next(check for check in report["targets"] if check["target"].endswith(" by int8"))
@@ -723,7 +728,7 @@ def latency_figures(
     ]
 
 
-def keras_predict(family: Family, run_dir: Path, command: str) -> list[Figure]:
+def keras_predict(family: Family, run_dir: Path, command: str, rounds: int) -> list[Figure]:
     """`model.predict` on the first 1 and `LATENCY_BATCH` test examples, timed in rounds as the
     export report times the other forms (its `keras` row is `model(x)`); none for the families
     whose deployed form is a loop of stateful steps (`Task.model_inputs` is None)."""
@@ -739,10 +744,10 @@ def keras_predict(family: Family, run_dir: Path, command: str) -> list[Figure]:
     called = np.asarray(model(batch, training=False))
     difference = np.max(np.abs(model.predict(batch, verbose=0) - called))
     variant = Variant("keras predict", None, 0, lambda x: model.predict(x["x"], verbose=0))
-    (rounds,) = latency_rounds(
-        [variant], lambda run, batches: run(batches[0][0]), [({"x": batch}, targets)]
+    (times,) = latency_rounds(
+        [variant], lambda run, batches: run(batches[0][0]), [({"x": batch}, targets)], rounds
     )
     note = f"`model.predict` (max |difference| from `model(x)` {difference:.1e})"
     return latency_figures(
-        f"inference.{family.key}.keras_predict", rounds, note, command, family.key
+        f"inference.{family.key}.keras_predict", times, note, command, family.key
     )

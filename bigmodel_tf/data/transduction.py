@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from bigmodel_tf.data import PAIRS_PREFIX, load
+from bigmodel_tf.data.pipeline import AUTOTUNE
 from bigmodel_tf.errors import UserError
 from bigmodel_tf.io import read_json, write_json
 
@@ -176,7 +177,7 @@ def _pairs(dataset: str, split: str) -> tf.data.Dataset:
     return references(dataset, split).map(one_pair_per_target).unbatch()
 
 
-def _adapted(tokens: tf.data.Dataset) -> list[str]:
+def _adapted(tokens: tf.Tensor) -> list[str]:
     lookup = keras.layers.StringLookup(mask_token=PAD_TOKEN, oov_token=OOV_TOKEN)
     lookup.adapt(tokens)
     return [str(token) for token in lookup.get_vocabulary()]
@@ -197,9 +198,15 @@ def transduction_spec(
         saved = read_json(path)
         source, target = saved["source"], saved["target"]
     else:
-        pairs = _pairs(dataset, "train").batch(4096)
-        source = _adapted(pairs.map(lambda s, _: split_source(s).flat_values))
-        adapted = _adapted(pairs.map(lambda _, t: split_target(t, stress).flat_values))
+        # Every source and target token of the split, read in one pass (a few MB).
+        tokens = (
+            _pairs(dataset, "train")
+            .batch(4096)
+            .map(lambda s, t: (split_source(s).flat_values, split_target(t, stress).flat_values))
+        )
+        sources, targets = zip(*tokens, strict=True)
+        source = _adapted(tf.concat(sources, 0))
+        adapted = _adapted(tf.concat(targets, 0))
         target = [PAD_TOKEN, OOV_TOKEN, START_TOKEN, END_TOKEN, *adapted[2:]]
         write_json(path, {"source": source, "target": target})
     return Seq2SeqSpec(tuple(source), tuple(target), max_source_length, max_target_length, stress)
@@ -223,7 +230,7 @@ def transduction_examples(dataset: str, split: str, spec: Seq2SeqSpec) -> tf.dat
             tf.size(target_ids) <= spec.max_target_length + 1,
         )
 
-    return _pairs(dataset, split).map(encode).filter(fits).cache()
+    return _pairs(dataset, split).map(encode, num_parallel_calls=AUTOTUNE).filter(fits).cache()
 
 
 def transduction_batcher(batch_size: int):

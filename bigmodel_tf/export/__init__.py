@@ -40,6 +40,7 @@ import tensorflow as tf
 
 from bigmodel_tf.errors import UserError
 from bigmodel_tf.export.report import (
+    LATENCY_ROUNDS,
     Runner,
     Variant,
     check_targets,
@@ -143,6 +144,7 @@ def export(
     quantize: Sequence[str] = tuple(QUANTIZATIONS),
     calibration_batches: int = CALIBRATION_BATCHES,
     test_batches: int | None = None,
+    rounds: int = LATENCY_ROUNDS,
     log: Callable[[str], None] = lambda message: None,
 ) -> Path:
     """Exports a run's best checkpoint with every artefact and its report; returns the folder.
@@ -158,6 +160,7 @@ def export(
         test_batches: int. Measure the report on the first this many test batches of
             `EVALUATION_BATCH` examples (quick checks); `verify` re-measures the same ones.
             Defaults to None (the whole test split).
+        rounds: int. Alternating rounds the latencies are timed in. Defaults to 5.
         log: callable. Receives one progress line per stage. Defaults to silence.
     """
     quantize = parse_quantize(",".join(quantize))
@@ -226,7 +229,7 @@ def export(
                 variants += _teacher_variants(Path(config.train.distill_from), Path(scratch))
             log("measuring every variant on the test split (quality, agreement, latency)")
             rows, test_examples = _measure(
-                task, config, spec, variants, timing=True, test_batches=test_batches
+                task, config, spec, variants, rounds=rounds, test_batches=test_batches
             )
         report = {
             "family": family,
@@ -298,7 +301,7 @@ def verify(export_dir: Path | str, *, timing: bool = False) -> tuple[list[dict],
         config,
         spec,
         _artefacts(export_dir, task),
-        timing=timing,
+        rounds=LATENCY_ROUNDS if timing else 0,
         test_batches=test_batches,
     )
     recorded = {row["variant"]: row for row in report["rows"]}
@@ -388,12 +391,12 @@ def _measure(
     spec: Any,
     variants: list[Variant],
     *,
-    timing: bool,
+    rounds: int,
     test_batches: int | None,
 ) -> tuple[list[dict], int]:
     batches = task.raw_batches(config, spec, "test", EVALUATION_BATCH)
     batches = list(batches.take(test_batches or -1).as_numpy_iterator())
-    rows = measure(variants, task.predict, batches, task.quality, timing=timing)
+    rows = measure(variants, task.predict, batches, task.quality, rounds=rounds)
     return rows, sum(len(targets) for _, targets in batches)
 
 

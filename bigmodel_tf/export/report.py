@@ -57,7 +57,7 @@ def measure(
     batches: list[Batch],
     quality: Callable[[np.ndarray, np.ndarray], dict[str, float]],
     *,
-    timing: bool = True,
+    rounds: int = LATENCY_ROUNDS,
 ) -> list[dict[str, Any]]:
     """One report row per variant; agreement is measured against the first variant.
 
@@ -66,10 +66,10 @@ def measure(
         predict: callable. Runs a variant over batches → `(outputs, targets)` (`Task.predict`).
         batches: list. The test split's `(inputs, targets)` batches.
         quality: callable. `(outputs, targets)` → the family's metrics.
-        timing: bool. Measure the latency of `predict` on the first example and on the first
-            `LATENCY_BATCH` examples (all of a prediction: every decoding step for seq2seq), in
-            `LATENCY_ROUNDS` alternating rounds: `latency_ms` is the median over the rounds,
-            `latency_rounds_ms` each round's. Defaults to `True`.
+        rounds: int. Alternating rounds that time `predict` on the first example and on the
+            first `LATENCY_BATCH` examples (all of a prediction: every decoding step for
+            seq2seq): `latency_ms` is the median over the rounds, `latency_rounds_ms` each
+            round's. 0 measures no latency. Defaults to `LATENCY_ROUNDS`.
     """
     rows, reference = [], None
     for variant in variants:
@@ -87,10 +87,13 @@ def measure(
             "max_abs_diff": float(np.max(np.abs(outputs.astype(np.float64) - reference))),
         }
         rows.append(row)
-    if timing:
-        for row, rounds in zip(rows, latency_rounds(variants, predict, batches), strict=True):
-            row["latency_rounds_ms"] = rounds
-            row["latency_ms"] = {size: statistics.median(times) for size, times in rounds.items()}
+    if rounds:
+        timed = latency_rounds(variants, predict, batches, rounds)
+        for row, times_by_size in zip(rows, timed, strict=True):
+            row["latency_rounds_ms"] = times_by_size
+            row["latency_ms"] = {
+                size: statistics.median(times) for size, times in times_by_size.items()
+            }
     return rows
 
 
@@ -98,10 +101,11 @@ def latency_rounds(
     variants: list[Variant],
     predict: Callable[[Runner, list[Batch]], Any],
     batches: list[Batch],
+    rounds: int = LATENCY_ROUNDS,
 ) -> list[dict[str, list[float]]]:
     """Per variant, `{"1": [...], "32": [...]}`: the median latency (ms) of `predict` on the
-    first example and on the first `LATENCY_BATCH` examples in each of `LATENCY_ROUNDS` rounds,
-    every round timing each variant in turn."""
+    first example and on the first `LATENCY_BATCH` examples in each of `rounds` rounds, every
+    round timing each variant in turn."""
     sizes = {"1": SINGLE_REPEATS, str(LATENCY_BATCH): BATCH_REPEATS}
     calls = {
         (index, size): partial(predict, variant.run, [_first_examples(batches, int(size))])
@@ -111,11 +115,11 @@ def latency_rounds(
     for call in calls.values():
         for _ in range(WARMUP):
             call()
-    rounds = [{size: [] for size in sizes} for _ in variants]
-    for _ in range(LATENCY_ROUNDS):
+    times = [{size: [] for size in sizes} for _ in variants]
+    for _ in range(rounds):
         for (index, size), call in calls.items():
-            rounds[index][size].append(median_latency_ms(call, sizes[size]))
-    return rounds
+            times[index][size].append(median_latency_ms(call, sizes[size]))
+    return times
 
 
 def _first_examples(batches: list[Batch], count: int) -> Batch:

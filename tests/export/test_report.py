@@ -52,7 +52,7 @@ def test_agreement_and_difference_are_against_the_first_variant():
         predict=lambda run, batches: (run({}), targets),
         batches=[],
         quality=lambda outputs, t: {"accuracy": float(np.mean(outputs.argmax(-1) == t))},
-        timing=False,
+        rounds=0,
     )
     assert rows[0]["top1_agreement"] == 1.0 and rows[0]["max_abs_diff"] == 0.0
     assert rows[1]["top1_agreement"] == 2 / 3
