@@ -646,8 +646,9 @@ def inference(family: Family, run_dir: Path, quick: bool, rounds: int) -> list[F
     figures = []
     for row in report["rows"]:
         variant = row["variant"].replace(" ", "_")
-        # The report's Keras row runs the model eagerly through the export's endpoints.
-        how = "`model(x)`, " if row["variant"] == "keras" else ""
+        # The report's Keras row runs the model eagerly through the export's endpoints:
+        # `model(x)` for a classifier, its steps for the others.
+        how = "eager, through the endpoints, " if row["variant"] == "keras" else ""
         figures += latency_figures(
             f"inference.{key}.{variant}",
             row["latency_rounds_ms"],
