@@ -152,8 +152,8 @@ def render_tables(results: dict[str, Any]) -> str:
             met = {True: "yes", False: "**no**", None: ""}[f["met"]]
             value = f"{_number(f['value'])} {f['unit']}".strip()
             lines.append(
-                f"| `{f['name']}` | {value} | {spread} | {f['target'] or ''} | {met} | {f['note']} "
-                f"| `{f['command']}` |"
+                f"| `{f['name']}` | {value} | {spread} | {f['target'] or ''} | {met} "
+                f"| {_cell(f['note'])} | `{f['command']}` |"
             )
     return "\n".join(lines)
 
@@ -166,3 +166,8 @@ def update_readme(readme: Path, tables: str) -> None:
     head, rest = text.split(README_BEGIN, 1)
     _, tail = rest.split(README_END, 1)
     readme.write_text(f"{head}{README_BEGIN}\n{tables}\n{README_END}{tail}")
+
+
+def _cell(text: str) -> str:
+    """`text` inside a Markdown table cell: a bare `|` would end the cell."""
+    return text.replace("|", "\\|")

@@ -748,7 +748,7 @@ def keras_predict(family: Family, run_dir: Path, command: str, rounds: int) -> l
     (times,) = latency_rounds(
         [variant], lambda run, batches: run(batches[0][0]), [({"x": batch}, targets)], rounds
     )
-    note = f"`model.predict` (max |difference| from `model(x)` {difference:.1e})"
+    note = f"`model.predict` (largest difference from `model(x)`: {difference:.1e})"
     return latency_figures(
         f"inference.{family.key}.keras_predict", times, note, command, family.key
     )

@@ -55,7 +55,7 @@ def test_tables_show_each_suite_and_the_readme_block_is_replaced(tmp_path):
     results = write_results(
         tmp_path / "results.json",
         [
-            Figure("q.loss", 1.5, "nats/char", "quality"),
+            Figure("q.loss", 1.5, "nats/char", "quality", note="max |a - b|"),
             Figure("t.ratio", 1.234, "x", "train", target=">= 1.5", spread=[1.1, 1.3], command="c"),
         ],
         quick=False,
@@ -63,6 +63,7 @@ def test_tables_show_each_suite_and_the_readme_block_is_replaced(tmp_path):
     tables = render_tables(results)
     assert tables.index("**train**") < tables.index("**quality**")  # the order suites run in
     assert "| `t.ratio` | 1.23 x | [1.1, 1.3] | >= 1.5 | **no** |  | `c` |" in tables
+    assert "| max \\|a - b\\| |" in tables  # a bar inside a note stays inside its cell
     readme = tmp_path / "README.md"
     readme.write_text(f"# x\n\n{README_BEGIN}\nold\n{README_END}\n\nafter\n")
     update_readme(readme, tables)
