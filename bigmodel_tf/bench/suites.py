@@ -629,8 +629,9 @@ def seq2seq_decode_speed(family: Family, run_dir: Path, quick: bool, rounds: int
 
 
 def inference(family: Family, run_dir: Path, quick: bool, rounds: int) -> list[Figure]:
-    """Every deployable form of the run, from its export report (Keras, SavedModel, TFLite x4),
-    and `model.predict` for the classifiers."""
+    """Every deployable form of the run, from its export report (Keras, SavedModel, the TFLite
+    files: all four, or float32 and int8 with `quick`), and `model.predict` for the
+    classifiers."""
     with tempfile.TemporaryDirectory() as scratch:
         out = export(
             run_dir,
@@ -733,14 +734,17 @@ def keras_predict(family: Family, run_dir: Path, command: str, rounds: int) -> l
     """`model.predict` on the first 1 and `LATENCY_BATCH` test examples, timed in rounds as the
     export report times the other forms (its `keras` row is `model(x)`); none for the families
     whose deployed form is a loop of stateful steps (`Task.model_inputs` is None)."""
-    config, task, spec, model = load_trained(run_dir)
+    config = load_run(run_dir)
+    task = task_for(config.family)
+    spec = task.prepare(config, run_dir)
     inputs, targets = next(
         task.raw_batches(config, spec, "test", LATENCY_BATCH).as_numpy_iterator()
     )
     batch = task.model_inputs(inputs)
-    if batch is None:
+    if batch is None:  # decided before loading a model that would go unused
         return []
     batch = np.asarray(batch)
+    _, _, _, model = load_trained(run_dir)
     # The same outputs as `model(x)`, so the figures time the same computation.
     called = np.asarray(model(batch, training=False))
     difference = np.max(np.abs(model.predict(batch, verbose=0) - called))
