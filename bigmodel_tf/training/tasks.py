@@ -788,9 +788,14 @@ class Seq2SeqTask(Task):
     # per-channel scales and int64 zero points apart (1.3 MB): per channel the int8 file was
     # 0.45x the float32 one, per tensor 0.295x, with greedy PER +0.05 points (test split).
     int8_per_channel = False
+    # Token accuracy, not loss, picks the checkpoint: the validation loss bottoms out an epoch
+    # or two before the end (the model grows overconfident) while accuracy, and with it the
+    # phoneme and word error rates, still improve. With a 3-layer encoder the last epoch had
+    # beam PER/WER 6.11%/25.8% on the validation split, the lowest-loss one 6.18%/26.2%.
+    monitor = "val_accuracy"
+    monitor_mode = "max"
     train_defaults = {
-        # Measured: 10 epochs train in ~40 min on 2 cores (issue 4's budget is 60); validation
-        # loss is lowest at epoch 7 and the best checkpoint is kept.
+        # Measured: 10 epochs train in ~40 min on 2 cores (issue 4's budget is 60).
         "epochs": 10,
         "batch_size": 128,
         "optimizer": "adam",
