@@ -3,10 +3,10 @@
 dataset's test split: the yardstick the README puts beside the Transformer classifier.
 
     python scripts/linear_baseline.py                    # rotten_tomatoes, the embedded default
-    python scripts/linear_baseline.py --dataset tfds:imdb_reviews
 
-Each setting (n-grams up to 1 or 2, L2 weight) trains with Adam and keeps the epoch with the
-best validation accuracy; the setting with the best validation accuracy is the one whose test
+The dataset needs `train`, `validation` and `test` splits of (text, 0-or-1 label). Each
+setting (n-grams up to 1 or 2, L2 weight) trains with Adam and keeps the epoch with the best
+validation accuracy; the setting with the best validation accuracy is the one whose test
 accuracy counts. Run it from the repository's .venv (`source scripts/setup.sh` first).
 """
 
@@ -24,7 +24,7 @@ L2_WEIGHTS = (1e-5, 1e-4, 1e-3)
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--dataset", default="rotten_tomatoes", help="default: rotten_tomatoes")
     parser.add_argument("--max-tokens", type=int, default=60000, help="n-gram vocabulary size")
@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def split(name: str) -> tuple[np.ndarray, np.ndarray]:
         texts, labels = zip(*data.load(args.dataset, name)[0].as_numpy_iterator(), strict=True)
+        if not isinstance(texts[0], bytes):
+            raise UserError(f"{args.dataset} is not a text dataset: its inputs are not strings")
         return np.array([t.decode("utf-8", "replace") for t in texts]), np.array(labels)
 
     try:
@@ -52,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    labels = set(np.unique(np.concatenate([train_y, val_y, test_y])).tolist())
+    if not labels <= {0, 1}:
+        print(f"error: {args.dataset} has labels {sorted(labels)}, not 0 and 1", file=sys.stderr)
         return 2
     majority = max(np.mean(test_y), 1 - np.mean(test_y))
     print(
