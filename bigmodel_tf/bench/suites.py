@@ -39,6 +39,7 @@ from bigmodel_tf.training.config import RunConfig
 from bigmodel_tf.training.tasks import Task
 from bigmodel_tf.training.trainer import (
     default_run_dir,
+    load_best,
     load_run,
     load_trained,
     make_optimizer,
@@ -744,7 +745,7 @@ def keras_predict(family: Family, run_dir: Path, command: str, rounds: int) -> l
     if batch is None:  # decided before loading a model that would go unused
         return []
     batch = np.asarray(batch)
-    _, _, _, model = load_trained(run_dir)
+    model = load_best(run_dir, task, config)
     # The same outputs as `model(x)`, so the figures time the same computation.
     called = np.asarray(model(batch, training=False))
     difference = np.max(np.abs(model.predict(batch, verbose=0) - called))

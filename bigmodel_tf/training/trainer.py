@@ -305,7 +305,7 @@ def _train(
         if teacher_dir:
             model = Distiller(
                 model,
-                _load_best(teacher_dir, task, load_run(teacher_dir)),
+                load_best(teacher_dir, task, load_run(teacher_dir)),
                 alpha=train_cfg.distill_alpha,
                 temperature=train_cfg.distill_temperature,
             )
@@ -383,7 +383,7 @@ def _train(
             f"{task_name(strategy)} final weights sha256 {_weights_digest(model)}", file=sys.stderr
         )
 
-    best_model = _load_best(out_dir, task, config)
+    best_model = load_best(out_dir, task, config)
     test = evaluation_batches(task.examples(config, "test", spec), batcher)
     metrics = {
         "family": config.family,
@@ -420,10 +420,10 @@ def load_trained(run_dir: Path | str) -> tuple[RunConfig, Task, Any, keras.Model
     config = load_run(run_dir)
     task = task_for(config.family)
     spec = task.prepare(config, run_dir)
-    return config, task, spec, _load_best(run_dir, task, config)
+    return config, task, spec, load_best(run_dir, task, config)
 
 
-def _load_best(run_dir: Path, task: Task, config: RunConfig) -> keras.Model:
+def load_best(run_dir: Path, task: Task, config: RunConfig) -> keras.Model:
     """A run's best checkpoint (a distilled run's student), compiled with the task's loss.
 
     Compiled afresh rather than from the checkpoint: a student is evaluated on the labels alone,
