@@ -61,8 +61,9 @@ TINY_TRANSFORMER_LM = {
     "train.jit_compile": True,
 }
 
-# A one-layer bi-GRU of 32 units a direction, 300 steps on CMUdict: token accuracy 0.79 and
-# greedy PER 0.29 in 44 s of training, measured (see test_seq2seq_task.py).
+# A one-layer bi-GRU of 32 units a direction, 300 steps on CMUdict (with the default label
+# smoothing): token accuracy 0.79 and greedy PER 0.29 in 23–44 s of training, measured (see
+# test_seq2seq_task.py).
 TINY_SEQ2SEQ = {
     "model.embedding_dim": 16,
     "model.units": 32,
@@ -73,6 +74,7 @@ TINY_SEQ2SEQ = {
     "train.epochs": 1,
     "train.max_steps_per_epoch": 300,
     "train.learning_rate": 0.01,
+    "train.warmup_epochs": 0.0,
 }
 
 

@@ -173,6 +173,7 @@ FAMILIES = (
         quick_overrides={
             "model.embedding_dim": 8,
             "model.units": 16,
+            "model.encoder_layers": 1,
             "model.attention_units": 16,
             "model.beam_width": 2,
             **_QUICK,
