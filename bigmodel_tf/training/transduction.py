@@ -268,11 +268,12 @@ def _unrolled_direction(cell: keras.layers.Layer, x: tf.Tensor, mask: tf.Tensor)
     `(batch, time, features)` from zero states, unrolled: `(outputs, final states)`.
 
     The input projection of every step is one matmul before the loop. TFLite's int8 stores a
-    matmul's fused bias once per use, scaled by that use's input: Keras' own unrolled cell
-    projected each step's input with its own bias, 0.6 MB of a three-layer encoder's 5.6 MB
-    file. The recurrent matmuls keep theirs: at the first step, from zero states, a bias-free
-    one would be all zeros, a range XNNPACK's int8 kernels refuse. Masked steps keep the
-    previous state, as Keras does.
+    matmul's fused bias once per use, scaled by that use's input, and Keras' own unrolled cell
+    projected each step's input with its own: for the three-layer encoder the int8 file went
+    from 5.64 to 5.26 MB (0.305x to 0.288x the float32 file). The recurrent matmuls keep their
+    bias: at the first step, from zero states, a bias-free one is all zeros, a range with which
+    XNNPACK failed to prepare the int8 graph. Masked steps keep the previous state, as Keras
+    does.
     """
     gru = isinstance(cell, keras.layers.GRUCell)
     if gru and not cell.reset_after:
