@@ -130,7 +130,7 @@ def test_unrolled_encoder_equals_the_encoder_on_real_positions(rnn):
     model = Seq2Seq(9, 12, embedding_dim=6, units=8, encoder_layers=2, rnn=rnn)
     model.build(((None, None), (None, None)))
     rng = np.random.default_rng(0)
-    # Random biases too: the unrolled encoder moves them around (zero is their initial value).
+    # Random biases too: at their initial zeros a misplaced or dropped bias would go unseen.
     model.encoder.set_weights([rng.normal(0, 0.5, w.shape) for w in model.encoder.get_weights()])
     source = rng.integers(2, 9, (3, 10)).astype("int32")
     source[1, 6:], source[2, 2:] = 0, 0
