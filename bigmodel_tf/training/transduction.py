@@ -270,7 +270,7 @@ def _unrolled_direction(cell: keras.layers.Layer, x: tf.Tensor, mask: tf.Tensor)
     The input projection of every step is one matmul before the loop. TFLite's int8 stores a
     matmul's fused bias once per use, scaled by that use's input, and Keras' own unrolled cell
     projected each step's input with its own: for the three-layer encoder the int8 file went
-    from 5.64 to 5.26 MB (0.305x to 0.288x the float32 file). The recurrent matmuls keep their
+    from 5.64 to 5.26 MB (0.305x to 0.287x the float32 file). The recurrent matmuls keep their
     bias: at the first step, from zero states, a bias-free one is all zeros, a range with which
     XNNPACK failed to prepare the int8 graph. Masked steps keep the previous state, as Keras
     does.
