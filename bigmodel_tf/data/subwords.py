@@ -4,7 +4,9 @@ Texts are lower-cased, stripped of accents and split into WordPiece subwords by 
 `WordPieceTokenizer` over a vocabulary computed from the training split and kept in the run
 directory, so that a resumed run, `evaluate`, `export` and `classify` use the ids training used.
 Each text becomes `[CLS]` followed by its first `sequence_length - 1` subwords (longer texts are
-truncated); batches are padded with `[PAD]` (id 0) to their longest text.
+truncated), or by `sequence_length - 2` and `[SEP]` for a vocabulary that asks for it (a
+pretrained BERT's, `SubwordSpec.end_token`); batches are padded with `[PAD]` (id 0) to their
+longest text.
 
 >>> spec = subword_spec("rotten_tomatoes", run_dir, vocabulary_size=8000, sequence_length=128)
 >>> examples = subword_examples("rotten_tomatoes", "train", spec)
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import keras
 import tensorflow as tf
 
 from bigmodel_tf.data import builder, cache_dir, load
@@ -28,7 +31,8 @@ from bigmodel_tf.io import read_json, write_json
 if TYPE_CHECKING:
     from keras_hub.tokenizers import WordPieceTokenizer
 
-# BERT's reserved tokens, in BERT's order; padding must be id 0 (the models mask id 0).
+# BERT's reserved tokens, in BERT's order; padding must be id 0 (the models mask id 0). A
+# pretrained vocabulary keeps its own ids for them (BERT's [CLS] is 101), read by name.
 RESERVED_TOKENS = ("[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]")
 PAD_ID, CLS_ID, MASK_ID = 0, 1, 4
 OOV_TOKEN = "[UNK]"
@@ -45,16 +49,28 @@ class SubwordSpec:
     Args:
         vocabulary: tuple[str, ...]. The WordPiece token of each id (`RESERVED_TOKENS` first).
         labels: tuple[str, ...]. The class names, in label order (none for unlabelled text).
-        sequence_length: int. Longest input in tokens, `[CLS]` included.
+        sequence_length: int. Longest input in tokens, `[CLS]` (and `[SEP]`) included.
+        end_token: bool. Whether texts end with `[SEP]`, as a pretrained BERT expects.
+            Defaults to `False`.
     """
 
     vocabulary: tuple[str, ...]
     labels: tuple[str, ...]
     sequence_length: int
+    end_token: bool = False
 
     @property
     def vocabulary_size(self) -> int:
         return len(self.vocabulary)
+
+    @property
+    def cls_id(self) -> int:
+        return self.vocabulary.index("[CLS]")
+
+    @property
+    def sep_id(self) -> int | None:
+        """The id that ends every text, or None."""
+        return self.vocabulary.index("[SEP]") if self.end_token else None
 
     @property
     def num_classes(self) -> int:
@@ -86,18 +102,100 @@ def compute_vocabulary(texts: tf.data.Dataset, size: int) -> list[str]:
 
 
 def encode(
-    texts: tf.Tensor, tokenizer: WordPieceTokenizer, sequence_length: int
+    texts: tf.Tensor,
+    tokenizer: WordPieceTokenizer,
+    sequence_length: int,
+    cls_id: int = CLS_ID,
+    sep_id: int | None = None,
 ) -> tf.RaggedTensor:
-    """`(batch,)` strings -> `(batch, None)` int32 ids: `[CLS]`, then at most
-    `sequence_length - 1` subwords. Bytes that are not UTF-8 become U+FFFD (then `[UNK]`)
-    rather than failing the batch; an empty text is `[CLS]` alone.
+    """`(batch,)` strings -> `(batch, None)` int32 ids: `cls_id`, then the subwords, then
+    `sep_id` if given, at most `sequence_length` ids in all (the subwords are truncated).
+    Bytes that are not UTF-8 become U+FFFD (then `[UNK]`) rather than failing the batch; an
+    empty text is `[CLS]` (`[SEP]`) alone.
 
     Graph mode only (`tf.data`, `tf.function`): called eagerly, keras-hub's tokenizers return
     Python lists instead of ragged tensors."""
     texts = tf.strings.unicode_transcode(texts, "UTF-8", "UTF-8", errors="replace")
-    subwords = tokenizer.tokenize(texts)[:, : sequence_length - 1]
-    cls = tf.fill([tf.shape(texts)[0], 1], tf.constant(CLS_ID, subwords.dtype))
-    return tf.concat([tf.RaggedTensor.from_tensor(cls), subwords], axis=1)
+    ends = [] if sep_id is None else [sep_id]
+    subwords = tokenizer.tokenize(texts)[:, : sequence_length - 1 - len(ends)]
+
+    def column(token_id: int) -> tf.RaggedTensor:
+        ids = tf.fill([tf.shape(texts)[0], 1], tf.constant(token_id, subwords.dtype))
+        return tf.RaggedTensor.from_tensor(ids)
+
+    return tf.concat([column(cls_id), subwords, *map(column, ends)], axis=1)
+
+
+@keras.saving.register_keras_serializable(package="bigmodel_tf")
+class Retokenizer(keras.layers.Layer):
+    """Ids of one WordPiece vocabulary -> ids of another, through the text they spell.
+
+    The source ids are joined back into text (`##` pieces glued to the piece before them,
+    special tokens and padding dropped), then encoded as `target` texts are (`encode`). Both
+    vocabularies lower-case and strip accents, and WordPiece splits at spaces and punctuation
+    alike, so the target ids are those of the original text up to the source's `[UNK]`s and
+    truncation. It lets a teacher with its own vocabulary (a pretrained BERT) read a student's
+    batches during distillation. TensorFlow string ops: not for `jit_compile`.
+
+    Args:
+        source_vocabulary: list[str]. The token of each input id.
+        target_vocabulary: list[str]. The token of each output id.
+        sequence_length: int. Longest output, `[CLS]` (and `[SEP]`) included.
+        end_token: bool. End every output with the target's `[SEP]`. Defaults to `False`.
+
+    Call arguments:
+        ids: int tensor `(batch, time)` of source ids, padded with 0.
+
+    Returns:
+        int32 tensor `(batch, new_time)` of target ids, padded with 0.
+    """
+
+    def __init__(
+        self,
+        source_vocabulary: Sequence[str],
+        target_vocabulary: Sequence[str],
+        sequence_length: int,
+        end_token: bool = False,
+        **kwargs,
+    ):
+        kwargs["trainable"] = False
+        super().__init__(**kwargs)
+        self.source_vocabulary = list(source_vocabulary)
+        self.target = SubwordSpec(tuple(target_vocabulary), (), sequence_length, end_token)
+        # Special tokens spell nothing.
+        self.words = [
+            "" if token.startswith("[") and token.endswith("]") else token
+            for token in self.source_vocabulary
+        ]
+        self.tokenizer = wordpiece_tokenizer(self.target.vocabulary)
+        # keras-hub's tokenizers return Python lists when called eagerly: always trace.
+        self.retokenize = tf.function(self._retokenize, reduce_retracing=True)
+
+    def build(self, input_shape):
+        pass  # no weights: the tokenizer is made in __init__
+
+    def call(self, ids):
+        return self.retokenize(ids)
+
+    def _retokenize(self, ids):
+        words = tf.gather(tf.constant(self.words), ids)  # (batch, time) strings
+        texts = tf.strings.reduce_join(words, axis=-1, separator=" ")
+        texts = tf.strings.regex_replace(texts, " +##", "")
+        target = self.target
+        ids = encode(texts, self.tokenizer, target.sequence_length, target.cls_id, target.sep_id)
+        return ids.to_tensor(PAD_ID)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "source_vocabulary": self.source_vocabulary,
+                "target_vocabulary": list(self.target.vocabulary),
+                "sequence_length": self.target.sequence_length,
+                "end_token": self.target.end_token,
+            }
+        )
+        return config
 
 
 def _texts(dataset: str, split: str, *, labelled: bool) -> tf.data.Dataset:
@@ -140,12 +238,13 @@ def subword_spec(
         raise UserError(f"{dataset} has no labels; a text classifier needs them")
     labels = tuple(features["label"].names) if labelled else ()
     path = Path(directory) / VOCABULARY_FILE
-    if path.exists():
-        vocabulary = read_json(path)["vocabulary"]
-    else:
+    if not path.exists():
         vocabulary = _shared_vocabulary(dataset, vocabulary_split, vocabulary_size)
         write_json(path, {"vocabulary": vocabulary})
-    return SubwordSpec(tuple(vocabulary), labels, sequence_length)
+    saved = read_json(path)
+    return SubwordSpec(
+        tuple(saved["vocabulary"]), labels, sequence_length, saved.get("end_token", False)
+    )
 
 
 def _shared_vocabulary(dataset: str, split: str, size: int) -> list[str]:
@@ -172,7 +271,7 @@ def subword_examples(
     tokenizer = wordpiece_tokenizer(spec.vocabulary)
 
     def encoded(texts, *labels):
-        ids = encode(texts, tokenizer, spec.sequence_length)
+        ids = encode(texts, tokenizer, spec.sequence_length, spec.cls_id, spec.sep_id)
         # Padded for unbatch (which would yield ragged elements that padded_batch refuses),
         # then cut back to each text's length.
         return (ids.to_tensor(PAD_ID), ids.row_lengths(), *labels)

@@ -105,3 +105,42 @@ def test_masking_follows_bert_and_depends_on_the_batch_not_on_state():
     other_batch, _, _ = subwords.mask_tokens(ids[::-1], 0.15, 1000, 7)
     assert not np.array_equal(other_seed["token_ids"], masked)
     assert not np.array_equal(np.asarray(other_batch["token_ids"])[::-1], masked)
+
+
+# BERT's layout: its own ids for the special tokens, and [SEP] at the end of every text.
+BERT_LIKE = ("[PAD]", "the", "good", "film", "##s", "!", "[UNK]", "[CLS]", "[SEP]", "[MASK]",
+             "fi", "##lm", "goo", "##d", "a")  # fmt: skip
+
+
+def test_texts_end_with_sep_where_the_vocabulary_asks_for_it():
+    spec = subwords.SubwordSpec(BERT_LIKE, (), 5, end_token=True)
+    assert (spec.cls_id, spec.sep_id) == (7, 8)
+    tokenizer = subwords.wordpiece_tokenizer(spec.vocabulary)
+    run = tf.function(lambda t: subwords.encode(t, tokenizer, 5, spec.cls_id, spec.sep_id))
+    short, long, empty = run(tf.constant(["Good films!", "the the the the the", ""])).to_list()
+    assert [BERT_LIKE[i] for i in short] == ["[CLS]", "good", "film", "##s", "[SEP]"]
+    assert [BERT_LIKE[i] for i in long] == ["[CLS]", "the", "the", "the", "[SEP]"]
+    assert [BERT_LIKE[i] for i in empty] == ["[CLS]", "[SEP]"]
+
+
+def test_retokenizer_reads_one_vocabulary_into_another(tmp_path):
+    from tests.helpers import assert_keras_file_round_trip
+
+    texts = tf.constant(["The GOOD films!", "a good fil", "good good the film"])
+    source_tokenizer = subwords.wordpiece_tokenizer(VOCABULARY)
+    target = subwords.SubwordSpec(BERT_LIKE, (), 16, end_token=True)
+    target_tokenizer = subwords.wordpiece_tokenizer(BERT_LIKE)
+    retokenizer = subwords.Retokenizer(VOCABULARY, BERT_LIKE, 16, end_token=True)
+
+    @tf.function
+    def run(texts):
+        source = subwords.encode(texts, source_tokenizer, 16).to_tensor(subwords.PAD_ID)
+        direct = subwords.encode(texts, target_tokenizer, 16, target.cls_id, target.sep_id)
+        return retokenizer(source), direct.to_tensor(subwords.PAD_ID), source
+
+    converted, direct, source = run(texts)
+    # "fil" is [UNK] in the source vocabulary and spells nothing; elsewhere, the same ids.
+    np.testing.assert_array_equal(converted[0], direct[0])
+    np.testing.assert_array_equal(converted[2], direct[2])
+    assert [BERT_LIKE[i] for i in converted[1] if i] == ["[CLS]", "a", "good", "[SEP]"]
+    assert_keras_file_round_trip(retokenizer, source.numpy(), tmp_path)

@@ -43,6 +43,17 @@ class BackboneConfig:
     activation: str = option("gelu", choices=("gelu", "relu"))
     # The longest input in tokens (learned positions have one vector per position).
     sequence_length: int = option(128, min=2, max=8192)
+    # Learned position vectors (0: sequence_length). A pretrained checkpoint brings its whole
+    # table (BERT's 512) while fine-tuning reads shorter texts.
+    max_positions: int = option(0, min=0, max=8192)
+    # 1e-5 is Keras' and PyTorch's default; BERT checkpoints were trained with 1e-12.
+    layer_norm_epsilon: float = option(1e-5, min=0.0, max=1.0)
+    # Vaswani et al. scale token embeddings by √hidden_dim to match sinusoids; BERT does not.
+    scale_embeddings: bool = option(True)
+    # BERT normalises the summed embeddings before the first (post-norm) block.
+    embedding_norm: bool = option(False)
+    # Segment (token type) embeddings, BERT's sentence A/B; 0 for none. Inputs use type 0.
+    token_types: int = option(0, min=0, max=16)
 
 
 def build_backbone(
@@ -61,6 +72,11 @@ def build_backbone(
         causal=causal,
         norm_first=config.norm_first,
         activation=config.activation,
+        max_positions=config.max_positions,
+        layer_norm_epsilon=config.layer_norm_epsilon,
+        scale_embeddings=config.scale_embeddings,
+        embedding_norm=config.embedding_norm,
+        token_types=config.token_types,
         name="backbone",
     )
 
@@ -77,9 +93,10 @@ def cache_shape(
 
 @keras.saving.register_keras_serializable(package="bigmodel_tf")
 class TransformerBackbone(keras.layers.Layer):
-    """Token embeddings (× √hidden_dim) plus positions, then `num_layers` Transformer blocks
-    (bidirectional encoder blocks, or causal decoder blocks), then a final LayerNorm if the
-    blocks are pre-norm: `(batch, time)` ids -> `(batch, time, hidden_dim)` features.
+    """Token embeddings (× √hidden_dim unless told not to) plus positions (plus token type 0's
+    embedding, and a LayerNorm of the sum, when asked: BERT's arrangement), then `num_layers`
+    Transformer blocks (bidirectional encoder blocks, or causal decoder blocks), then a final
+    LayerNorm if the blocks are pre-norm: `(batch, time)` ids -> `(batch, time, hidden_dim)`.
 
     Args:
         vocabulary_size: int. Number of token ids.
@@ -92,7 +109,13 @@ class TransformerBackbone(keras.layers.Layer):
         positions: str. `"sinusoidal"` (fixed) or `"learned"`. Defaults to `"sinusoidal"`.
         causal: bool. Causal decoder blocks instead of encoder blocks. Defaults to `False`.
         norm_first: bool. Pre-norm blocks. Defaults to `True`.
-        activation: str. Feed-forward activation. Defaults to `"gelu"`.
+        activation: str. Feed-forward activation. Defaults to `"gelu"` (exact, with erf).
+        max_positions: int. Learned position vectors; 0 for `max_length`. Defaults to 0.
+        layer_norm_epsilon: float. Of every LayerNorm. Defaults to 1e-5.
+        scale_embeddings: bool. Multiply token embeddings by √hidden_dim. Defaults to `True`.
+        embedding_norm: bool. LayerNorm over the summed embeddings. Defaults to `False`.
+        token_types: int. Token type embeddings (every input is type 0); 0 for none.
+            Defaults to 0.
 
     Call arguments:
         token_ids: int tensor `(batch, time)`.
@@ -118,6 +141,11 @@ class TransformerBackbone(keras.layers.Layer):
         causal: bool = False,
         norm_first: bool = True,
         activation: str = "gelu",
+        max_positions: int = 0,
+        layer_norm_epsilon: float = 1e-5,
+        scale_embeddings: bool = True,
+        embedding_norm: bool = False,
+        token_types: int = 0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -134,6 +162,11 @@ class TransformerBackbone(keras.layers.Layer):
         self.causal = causal
         self.norm_first = norm_first
         self.activation = activation
+        self.max_positions = max_positions
+        self.layer_norm_epsilon = layer_norm_epsilon
+        self.scale_embeddings = scale_embeddings
+        self.embedding_norm = embedding_norm
+        self.token_types = token_types
 
     @property
     def cache_shape(self) -> tuple[int, ...]:
@@ -148,10 +181,24 @@ class TransformerBackbone(keras.layers.Layer):
         )
         self.token_embedding.build(input_shape)
         if self.positions == "learned":
-            self.position = PositionEmbedding(self.max_length, name="position", **common)
+            self.position = PositionEmbedding(
+                self.max_positions or self.max_length, name="position", **common
+            )
         else:
             self.position = SinusoidalPositionEncoding(name="position", **common)
         self.position.build(features)
+        self.token_type_embedding = None
+        if self.token_types:
+            self.token_type_embedding = keras.layers.Embedding(
+                self.token_types, self.hidden_dim, name="token_type_embedding", **common
+            )
+            self.token_type_embedding.build(input_shape)
+        self.embedding_layer_norm = None
+        if self.embedding_norm:
+            self.embedding_layer_norm = keras.layers.LayerNormalization(
+                epsilon=self.layer_norm_epsilon, name="embedding_norm", **common
+            )
+            self.embedding_layer_norm.build(features)
         self.embedding_dropout = keras.layers.Dropout(self.dropout, **common)
         block = TransformerDecoderBlock if self.causal else TransformerEncoderBlock
         self.blocks = [
@@ -161,6 +208,7 @@ class TransformerBackbone(keras.layers.Layer):
                 dropout=self.dropout,
                 activation=self.activation,
                 norm_first=self.norm_first,
+                layer_norm_epsilon=self.layer_norm_epsilon,
                 name=f"block_{index + 1}",
                 **common,
             )
@@ -171,15 +219,21 @@ class TransformerBackbone(keras.layers.Layer):
         self.final_norm = None
         if self.norm_first:  # pre-norm blocks leave the residual stream unnormalised
             self.final_norm = keras.layers.LayerNormalization(
-                epsilon=1e-5, name="final_norm", **common
+                epsilon=self.layer_norm_epsilon, name="final_norm", **common
             )
             self.final_norm.build(features)
 
     def call(self, token_ids, padding_mask=None, cache=None, cache_index=None, training=None):
         x = self.token_embedding(token_ids)  # (batch, time, hidden)
-        # Vaswani et al. 3.4: embeddings scaled by √d, on the scale of the positions.
-        x = x * ops.cast(math.sqrt(self.hidden_dim), x.dtype)
+        if self.scale_embeddings:
+            # Vaswani et al. 3.4: embeddings scaled by √d, on the scale of the positions.
+            x = x * ops.cast(math.sqrt(self.hidden_dim), x.dtype)
         x = x + self.position(x, start_index=0 if cache_index is None else cache_index)
+        if self.token_type_embedding is not None:
+            # Every input is one segment (type 0): one vector added to every position.
+            x = x + ops.cast(self.token_type_embedding.embeddings[0], x.dtype)
+        if self.embedding_layer_norm is not None:
+            x = self.embedding_layer_norm(x)
         x = self.embedding_dropout(x, training=training)
         caches = []
         for index, layer in enumerate(self.blocks):
@@ -215,6 +269,11 @@ class TransformerBackbone(keras.layers.Layer):
                 "causal": self.causal,
                 "norm_first": self.norm_first,
                 "activation": self.activation,
+                "max_positions": self.max_positions,
+                "layer_norm_epsilon": self.layer_norm_epsilon,
+                "scale_embeddings": self.scale_embeddings,
+                "embedding_norm": self.embedding_norm,
+                "token_types": self.token_types,
             }
         )
         return config
