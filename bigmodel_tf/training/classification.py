@@ -59,11 +59,11 @@ def classify(run_dir: Path | str, texts: Sequence[str | bytes]) -> list[dict[str
     _, _, spec, model = load_trained(run_dir)
     classifier = TextClassifier(model, spec)
     subwords = classifier.tokenizer.tokenize(tf.constant(texts))  # eagerly: lists of ids
+    room = spec.sequence_length - 1 - (spec.sep_id is not None)  # besides [CLS] and [SEP]
     for number, count in enumerate(map(len, subwords), 1):
-        if count > spec.sequence_length - 1:
+        if count > room:
             print(
-                f"warning: text {number} has {count} subwords; the model reads the first "
-                f"{spec.sequence_length - 1}",
+                f"warning: text {number} has {count} subwords; the model reads the first {room}",
                 file=sys.stderr,
             )
     probabilities = classifier(tf.constant(texts))["probabilities"].numpy()

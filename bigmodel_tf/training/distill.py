@@ -25,9 +25,12 @@ class Distiller(keras.Model):
 
     Args:
         student: keras.Model. The model being trained.
-        teacher: keras.Model. A trained model of the same inputs and classes; frozen.
+        teacher: keras.Model. A trained model of the same classes; frozen.
         alpha: float. Weight of the true-label loss. Defaults to 0.1.
         temperature: float. Softening temperature. Defaults to 4.0.
+        teacher_inputs: keras.layers.Layer. Makes the teacher's inputs from the student's
+            (e.g. `data.subwords.Retokenizer` for a teacher with its own vocabulary). Defaults
+            to None: the teacher reads the student's inputs.
     """
 
     def __init__(
@@ -36,6 +39,7 @@ class Distiller(keras.Model):
         teacher: keras.Model,
         alpha: float = 0.1,
         temperature: float = 4.0,
+        teacher_inputs: keras.layers.Layer | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -44,6 +48,7 @@ class Distiller(keras.Model):
         self.teacher.trainable = False
         self.alpha = alpha
         self.temperature = temperature
+        self.teacher_inputs = teacher_inputs
         # Nothing of its own to build; BackupAndRestore needs a built model before fit.
         self.built = student.built and teacher.built
 
@@ -52,6 +57,8 @@ class Distiller(keras.Model):
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         hard = super().compute_loss(x, y, y_pred, sample_weight, training=training)
+        if self.teacher_inputs is not None:
+            x = self.teacher_inputs(x)
         teacher_probabilities = self.teacher(x, training=False)
         soft_targets = self._soften(teacher_probabilities)
         log_student = ops.log_softmax(self._logits(y_pred) / self.temperature, axis=-1)
@@ -74,6 +81,7 @@ class Distiller(keras.Model):
                 "teacher": keras.saving.serialize_keras_object(self.teacher),
                 "alpha": self.alpha,
                 "temperature": self.temperature,
+                "teacher_inputs": keras.saving.serialize_keras_object(self.teacher_inputs),
             }
         )
         return config
@@ -82,6 +90,10 @@ class Distiller(keras.Model):
     def from_config(cls, config):
         config["student"] = keras.saving.deserialize_keras_object(config["student"])
         config["teacher"] = keras.saving.deserialize_keras_object(config["teacher"])
+        if config.get("teacher_inputs") is not None:
+            config["teacher_inputs"] = keras.saving.deserialize_keras_object(
+                config["teacher_inputs"]
+            )
         return cls(**config)
 
 

@@ -31,10 +31,12 @@ class TextClassifier(tf.Module):
         self.tokenizer = wordpiece_tokenizer(spec.vocabulary)
         self.labels = tf.constant(spec.labels)
         self.sequence_length = spec.sequence_length
+        self.special_ids = (spec.cls_id, spec.sep_id)
 
     @tf.function(input_signature=[tf.TensorSpec((None,), tf.string)])
     def __call__(self, texts: tf.Tensor) -> dict[str, tf.Tensor]:
-        ids = encode(texts, self.tokenizer, self.sequence_length).to_tensor(PAD_ID)
+        ids = encode(texts, self.tokenizer, self.sequence_length, *self.special_ids)
+        ids = ids.to_tensor(PAD_ID)
         probabilities = self.model(ids, training=False)  # (batch, classes)
         return {
             "probabilities": probabilities,

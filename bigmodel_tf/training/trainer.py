@@ -70,7 +70,8 @@ def make_config(
     Args:
         family: str. Model family, e.g. `"cnn"`.
         dataset: str. Dataset name; defaults to the family's (`mnist5k` for the CNN).
-        preset: str. A named model configuration of the family. Defaults to `"default"`.
+        preset: str. A named model configuration of the family (it may set `train.*` values
+            too). Defaults to `"default"`.
         overrides: dict. `{"train.epochs": 5, "model.dropout": "0.3"}`; strings are parsed by the
             field's type. Unknown keys and out-of-range values raise `UserError`.
     """
@@ -88,8 +89,8 @@ def make_config(
     )
     for key, value in task.train_defaults.items():
         set_value(config, f"train.{key}", value)
-    for key, value in task.presets[preset].items():
-        set_value(config, f"model.{key}", value)
+    for key, value in task.presets[preset].items():  # `train.*` keys, else a model field
+        set_value(config, key if key.startswith("train.") else f"model.{key}", value)
     for key, value in (overrides or {}).items():
         set_value(config, key, value)
     check_name(config.dataset)
@@ -303,11 +304,13 @@ def _train(
     with strategy.scope():
         model = task.build_model(config, spec)
         if teacher_dir:
+            teacher_config = load_run(teacher_dir)
             model = Distiller(
                 model,
-                load_best(teacher_dir, task, load_run(teacher_dir)),
+                load_best(teacher_dir, task, teacher_config),
                 alpha=train_cfg.distill_alpha,
                 temperature=train_cfg.distill_temperature,
+                teacher_inputs=task.teacher_inputs(spec, task.prepare(teacher_config, teacher_dir)),
             )
         model.compile(
             optimizer=make_optimizer(train_cfg, steps_per_epoch),

@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 
 from bigmodel_tf import training
+from bigmodel_tf.data.subwords import Retokenizer
 from bigmodel_tf.errors import UserError
 from bigmodel_tf.export import export
 from bigmodel_tf.training.distill import Distiller, student_of
 from bigmodel_tf.training.trainer import load_trained
-from tests.helpers import TINY_CNN
+from tests.helpers import TINY_CNN, TINY_TRANSFORMER
 
 STUDENT = {
     **TINY_CNN,
@@ -100,3 +101,28 @@ def test_a_family_without_class_probabilities_is_refused(trained_gru_lm, tmp_pat
     with pytest.raises(UserError, match="gru-lm runs cannot be distilled"):
         training.train(config, tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_teacher_with_its_own_vocabulary_reads_the_students_batches(
+    trained_transformer, tmp_path
+):
+    student = {
+        **TINY_TRANSFORMER,
+        "model.vocabulary_size": 1000,
+        "model.hidden_dim": 16,
+        "train.epochs": 1,
+        "train.max_steps_per_epoch": 30,
+        "train.distill_from": str(trained_transformer),
+    }
+    config = training.make_config("transformer", overrides=student)
+    metrics = training.train(config, tmp_path / "student", verbose=0)
+    checkpoint = keras.saving.load_model(
+        tmp_path / "student" / "checkpoints" / "last.keras", safe_mode=True, compile=False
+    )
+    assert isinstance(checkpoint.teacher_inputs, Retokenizer)
+    assert (
+        checkpoint.teacher.backbone.vocabulary_size != checkpoint.student.backbone.vocabulary_size
+    )
+    _, _, spec, model = load_trained(tmp_path / "student")
+    assert spec.vocabulary_size < 1000 < model.count_params() and not isinstance(model, Distiller)
+    assert metrics["test"]["accuracy"] > 0.55  # majority class: 0.578 at best; chance 0.5
