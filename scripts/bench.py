@@ -32,8 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--family",
-        help="comma-separated model families: cnn, gru-lm, transformer, transformer-lm, seq2seq "
-        "(default: all); the other families' figures are kept",
+        help="comma-separated model families: cnn, gru-lm, transformer, transformer-pretrained "
+        "(fine-tuned all-MiniLM-L6-v2), transformer-student (distilled from it), transformer-lm, "
+        "seq2seq (default: all); the other families' figures are kept",
     )
     parser.add_argument(
         "--quick",

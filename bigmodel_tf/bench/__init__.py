@@ -38,10 +38,11 @@ def parse_suites(text: str) -> list[str]:
 
 
 def parse_families(text: str) -> list[str]:
-    """`"cnn,seq2seq"` → those families; an unknown name is a `UserError`."""
+    """`"cnn,seq2seq"` → those families (`transformer-pretrained`: a variant's own label); an
+    unknown name is a `UserError`."""
     from bigmodel_tf.bench.suites import FAMILIES  # imports TensorFlow
 
-    return _choose(text, "--family", [family.name for family in FAMILIES])
+    return _choose(text, "--family", [family.label for family in FAMILIES])
 
 
 def run(
@@ -72,32 +73,32 @@ def run(
     from bigmodel_tf.bench import suites as benchmarks  # imports TensorFlow
 
     rounds = rounds or (2 if quick else 5)
-    chosen = [f for f in benchmarks.FAMILIES if families is None or f.name in families]
+    chosen = [f for f in benchmarks.FAMILIES if families is None or f.label in families]
     figures: list[Figure] = []
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch) if quick else None
         needs_runs = {"generation", "inference", "quality"} & set(suites)
         runs = {}
         for family in chosen if needs_runs else ():
-            log(f"[runs] {family.name}: the default run (trained unless it has finished)")
-            runs[family.name] = benchmarks.quality_run(family, quick, root)
+            log(f"[runs] {family.label}: its run (trained unless it has finished)")
+            runs[family.label] = benchmarks.quality_run(family, quick, root)
         if {"peak", "train"} & set(suites):
             log("[peak] fp32 matmul")
             peak, peak_figures = benchmarks.matmul_peak(quick, rounds)
             figures += peak_figures if "peak" in suites else []
         for suite in suites:
             for family in chosen:
-                if suite == "train":
-                    log(f"[train] {family.name}: ours against NumPy-into-fit, {rounds} rounds")
+                if suite == "train" and family.train_suite:
+                    log(f"[train] {family.label}: ours against NumPy-into-fit, {rounds} rounds")
                     figures += benchmarks.training_throughput(family, quick, rounds, peak)
                 elif suite == "generation":
-                    log(f"[generation] {family.name}: decoding speed, if it generates")
-                    figures += benchmarks.generation(family, runs[family.name], quick, rounds)
+                    log(f"[generation] {family.label}: decoding speed, if it generates")
+                    figures += benchmarks.generation(family, runs[family.label], quick, rounds)
                 elif suite == "inference":
-                    log(f"[inference] {family.name}: export and measure every variant")
-                    figures += benchmarks.inference(family, runs[family.name], quick, rounds)
+                    log(f"[inference] {family.label}: export and measure every variant")
+                    figures += benchmarks.inference(family, runs[family.label], quick, rounds)
                 elif suite == "quality":
-                    figures += benchmarks.quality(family, runs[family.name])
+                    figures += benchmarks.quality(family, runs[family.label])
             on_suite(figures)
     return figures
 
