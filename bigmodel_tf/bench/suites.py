@@ -141,7 +141,7 @@ FAMILIES = (
         },
     ),
     Family(
-        # Issue 5 compares it with the GRU LM at equal size and time (README) rather than
+        # Compared with the GRU LM at equal size and time (docs/results.md) rather than
         # setting a bound of its own.
         "transformer-lm",
         (Quality("test_loss_nats", "loss", **_LOSS),),

@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 FAMILIES = ("cnn", "gru_lm", "seq2seq", "transformer", "transformer_lm")
-# The names issue 8 fixes for its targets.
+# The figure names that carry the benchmark targets.
 REQUIRED = {
     "machine.matmul_peak",
     "cnn.mnist5k.test_accuracy",
