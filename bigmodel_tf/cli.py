@@ -34,7 +34,8 @@ stopped and launch exits with the chief's status; running the same command again
 worker from its last backup (every train.backup_steps steps and every epoch end) at that step.
 
 On a real cluster, run the same `bigmodel-tf train` command on every machine with TF_CONFIG set
-by the platform (Kubeflow's TFJob), or inside a Slurm job step of several tasks; see the README.
+by the platform (Kubeflow's TFJob), or inside a Slurm job step of several tasks; see
+docs/distributed.md.
 Environment: BIGMODEL_TF_CLUSTER_TIMEOUT (seconds a worker waits for the others to join, default
 300).
 """

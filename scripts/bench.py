@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Measures speed, utilisation, inference, generation and quality; writes
-benchmarks/results.json and regenerates the README's results tables from it.
+benchmarks/results.json and regenerates the tables of docs/results.md from it.
 
     python scripts/bench.py                      # everything (trains the default runs if missing)
     python scripts/bench.py --only train,peak    # some suites; the others' figures are kept
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="toy models and few rounds; writes benchmarks/quick-results.json, not the README",
+        help="toy models and few rounds; writes benchmarks/quick-results.json, not docs/results.md",
     )
     parser.add_argument("--rounds", type=int, help="timed rounds per figure (default 5, quick 2)")
     parser.add_argument("--out", type=Path, help="results file (default: benchmarks/results.json)")
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     from bigmodel_tf.errors import UserError
     from bigmodel_tf.io import import_tensorflow_quietly, read_json
 
-    update_readme = args.out is None and not args.quick
+    update_page = args.out is None and not args.quick
     default = "benchmarks/quick-results.json" if args.quick else "benchmarks/results.json"
     out = args.out.resolve() if args.out else ROOT / default
     os.chdir(ROOT)  # runs/ and benchmarks/ are the repository's
@@ -57,8 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     def save(figures: list) -> None:
         # After every suite, so that an interrupted run keeps what it measured.
         results = bench.write_results(out, figures, quick=args.quick)
-        if update_readme:
-            bench.update_readme(ROOT / "README.md", bench.render_tables(results))
+        if update_page:
+            bench.update_results_page(ROOT / bench.RESULTS_PAGE, bench.render_tables(results))
 
     try:
         suites = bench.parse_suites(args.only)
@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(bench.render_tables(read_json(out)))
-    print(f"\nwrote {out}" + (" and the README's results tables" if update_readme else ""))
+    page = f" and the tables of {bench.RESULTS_PAGE}" if update_page else ""
+    print(f"\nwrote {out}{page}")
     return 0
 
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Step time and examples/s of the `default` CNN in 1 process vs 2 local workers (the README's
-# figures): Keras' per-epoch ms/step (which includes the epoch's validation), the fastest of the
-# epochs after the first (which traces and compiles) - the least disturbed by other processes on
-# a shared machine. Runs in a temporary folder; ~5 minutes on 2 idle cores.
+# Step time and examples/s of the `default` CNN in 1 process vs 2 local workers (the figures of
+# docs/results.md): Keras' per-epoch ms/step (which includes the epoch's validation), the fastest
+# of the epochs after the first (which traces and compiles) - the least disturbed by other
+# processes on a shared machine. Runs in a temporary folder; ~5 minutes on 2 idle cores.
 #   scripts/benchmark_distributed.sh [EPOCHS]
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Scores a linear text classifier (TF-IDF n-grams -> logistic regression) on a labelled text
-dataset's test split: the yardstick the README puts beside the Transformer classifier.
+dataset's test split: the yardstick docs/results.md puts beside the Transformer classifier.
 
     python scripts/linear_baseline.py                    # rotten_tomatoes, the embedded default
 

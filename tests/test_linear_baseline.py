@@ -1,5 +1,5 @@
 """`scripts/linear_baseline.py`: its help and its refusal of a dataset it cannot score (the
-README's figure comes from a full run, too long for the suite)."""
+docs/results.md's figure comes from a full run, too long for the suite)."""
 
 import subprocess
 import sys

@@ -4,7 +4,8 @@
 >>> figures = bench.run(["train"], quick=True)       # toy sizes, a few seconds
 >>> bench.write_results(Path("benchmarks/results.json"), figures, quick=False)
 
-`scripts/bench.py` is the command line over `run`, `write_results` and the README tables.
+`scripts/bench.py` is the command line over `run`, `write_results` and the tables of
+`docs/results.md`.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from bigmodel_tf.bench.results import (
+    RESULTS_PAGE,
     SUITES,
     Figure,
     render_tables,
-    update_readme,
+    update_results_page,
     write_results,
 )
 from bigmodel_tf.errors import UserError
@@ -104,12 +106,13 @@ def run(
 
 
 __all__ = [
+    "RESULTS_PAGE",
     "SUITES",
     "Figure",
     "parse_families",
     "parse_suites",
     "render_tables",
     "run",
-    "update_readme",
+    "update_results_page",
     "write_results",
 ]

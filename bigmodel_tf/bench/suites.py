@@ -178,8 +178,8 @@ FAMILIES = (
         train_suite=False,
     ),
     Family(
-        # Compared with the GRU LM at equal size and time (README) rather than with a bound of
-        # its own.
+        # Compared with the GRU LM at equal size and time (docs/results.md) rather than with a
+        # bound of its own.
         "transformer-lm",
         (Quality("test_loss_nats", "loss", **_LOSS),),
         quick_overrides={

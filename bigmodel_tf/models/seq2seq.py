@@ -36,7 +36,7 @@ class Seq2SeqConfig:
     # Per encoder direction; the decoder has 2x (it starts from both directions' final states).
     units: int = option(256, min=1, max=8192)
     # Stacked bidirectional layers; the last one's final states start the decoder. Three
-    # decode best within issue 4's 60 minutes (README: 1 layer 6.46%/27.0%, 2 6.19%/26.2%).
+    # decode best within the 60-minute budget (docs/results.md: 1 layer 6.46%/27.0%, 2 6.19%/26.2%).
     encoder_layers: int = option(3, min=1, max=8)
     rnn: str = option("gru", choices=("gru", "lstm"))
     attention: str = option("bahdanau", choices=("bahdanau", "luong"))
@@ -60,7 +60,7 @@ class Seq2SeqConfig:
 
 
 PRESETS: dict[str, dict] = {
-    # The README's run: 12 epochs, PER 5.76% / WER 24.5% without stress, beam 5.
+    # docs/results.md's run: 12 epochs, PER 5.76% / WER 24.5% without stress, beam 5.
     "default": {},
     # Luong's multiplicative score: cheaper attention, otherwise the same network.
     "luong": {"attention": "luong"},

@@ -74,7 +74,7 @@ def beam_decode(
 
 def decode_step_by_step(model: Seq2Seq, source, max_length: int) -> np.ndarray:
     """Greedy decoding as a Python loop that calls the model eagerly once per step: the
-    baseline for `greedy_decode` (same ids, measured speed-up in the README)."""
+    baseline for `greedy_decode` (same ids, measured speed-up in docs/results.md)."""
     value, states, keys, mask = model.encode(ops.convert_to_tensor(source, "int32"))
     batch = len(source)
     token, done, steps = np.full(batch, START_ID, np.int32), np.zeros(batch, bool), []

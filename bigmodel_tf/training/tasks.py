@@ -204,7 +204,7 @@ class CnnTask(ClassificationTask):
     default_dataset = "mnist5k"
     int8_budget = 0.005  # the limit: half a point of accuracy
     distillable = True
-    # Measured on mnist5k (README): 30 epochs of AdamW with cosine decay reach >= 0.985.
+    # Measured on mnist5k (docs/results.md): 30 epochs of AdamW with cosine decay reach >= 0.985.
     train_defaults = {
         "epochs": 30,
         "batch_size": 64,

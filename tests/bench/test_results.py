@@ -1,16 +1,18 @@
-"""results.json and the README tables generated from it."""
+"""results.json and the tables of docs/results.md generated from it."""
 
 import json
+from pathlib import Path
 
 import pytest
 
 from bigmodel_tf.bench.results import (
-    README_BEGIN,
-    README_END,
+    RESULTS_PAGE,
+    TABLES_BEGIN,
+    TABLES_END,
     Figure,
     render_tables,
     target_met,
-    update_readme,
+    update_results_page,
     write_results,
 )
 
@@ -51,7 +53,7 @@ def test_a_suite_run_again_replaces_only_its_own_figures_of_its_families(tmp_pat
     assert {"tensorflow", "keras", "keras-hub", "ai-edge-litert"} <= set(results["versions"])
 
 
-def test_tables_show_each_suite_and_the_readme_block_is_replaced(tmp_path):
+def test_tables_show_each_suite_and_the_results_page_block_is_replaced(tmp_path):
     results = write_results(
         tmp_path / "results.json",
         [
@@ -64,11 +66,22 @@ def test_tables_show_each_suite_and_the_readme_block_is_replaced(tmp_path):
     assert tables.index("**train**") < tables.index("**quality**")  # the order suites run in
     assert "| `t.ratio` | 1.23 x | [1.1, 1.3] | >= 1.5 | **no** |  | `c` |" in tables
     assert "| max \\|a - b\\| |" in tables  # a bar inside a note stays inside its cell
-    readme = tmp_path / "README.md"
-    readme.write_text(f"# x\n\n{README_BEGIN}\nold\n{README_END}\n\nafter\n")
-    update_readme(readme, tables)
-    text = readme.read_text()
-    assert "old" not in text and tables in text and text.endswith(f"{README_END}\n\nafter\n")
-    readme.write_text("no markers")
+    page = tmp_path / "results.md"
+    page.write_text(f"# x\n\nbefore\n\n{TABLES_BEGIN}\nold\n{TABLES_END}\n\nafter\n")
+    update_results_page(page, tables)
+    text = page.read_text()
+    assert "old" not in text and tables in text
+    assert text.startswith("# x\n\nbefore\n\n") and text.endswith(f"{TABLES_END}\n\nafter\n")
+    page.write_text("no markers")
     with pytest.raises(ValueError, match="no <!-- bench:begin"):
-        update_readme(readme, tables)
+        update_results_page(page, tables)
+
+
+def test_the_results_page_has_one_generated_block_matching_results_json():
+    """docs/results.md holds the tables of benchmarks/results.json as the bench renders them."""
+    root = Path(__file__).resolve().parents[2]
+    text = (root / RESULTS_PAGE).read_text()
+    assert text.count(TABLES_BEGIN) == 1 and text.count(TABLES_END) == 1
+    block = text.split(TABLES_BEGIN, 1)[1].split(TABLES_END, 1)[0]
+    results = json.loads((root / "benchmarks" / "results.json").read_text())
+    assert block == f"\n{render_tables(results)}\n"
