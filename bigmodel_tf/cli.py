@@ -76,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset",
         default="default",
         help="named model config (cnn: default, seed, small; gru-lm: default, seed; "
-        "transformer, transformer-mlm, transformer-lm: default; seq2seq: default, luong)",
+        "transformer: default, minilm (fine-tunes the pretrained all-MiniLM-L6-v2, ~10 min), "
+        "student (the default, to distil with --set train.distill_from=RUN); transformer-mlm, "
+        "transformer-lm: default; seq2seq: default, luong)",
     )
     train.add_argument("--epochs", type=int, help="shorthand for --set train.epochs=N")
     train.add_argument("--batch-size", type=int, help="global batch size (train.batch_size)")
