@@ -565,8 +565,8 @@ def lm_generation_speed(family: Family, run_dir: Path, quick: bool, rounds: int)
         )
         if first:
             for variant, what in (
-                ("stateful", "`generate`, carried state, one tf.function loop"),
-                ("rerun", "`generate_by_rerunning_prefix`, the same loop re-running the prefix"),
+                ("stateful", "`generate`, carried state, one tf.function loop, XLA-compiled step"),
+                ("rerun", "`generate_by_rerunning_prefix`, the loop re-running the prefix, no XLA"),
             ):
                 speed, speed_spread = summarise(speeds[variant])
                 figures.append(

@@ -48,7 +48,8 @@ class MultiHeadAttention(keras.layers.Layer):
 
     With `cache`, the layer decodes incrementally: the new keys and values are written into the
     cache at `cache_index` and the queries attend to every cached position up to their own
-    (positions after them hold no data yet and must be hidden by `use_causal_mask=True`).
+    (positions after them hold no data yet and must be hidden by `use_causal_mask=True`). A
+    stack of layers can share one cache, each layer reading and writing its own `cache_slot`.
 
     Args:
         num_heads: int. Number of attention heads.
@@ -67,10 +68,12 @@ class MultiHeadAttention(keras.layers.Layer):
         attention_mask: bool tensor `(batch, time, source)`, `True` where a query may attend a
             key. Defaults to None.
         use_causal_mask: bool. Hide the keys after each query's position. Defaults to `False`.
-        cache: float tensor `(batch, 2, num_heads, cache_length, key_dim)`: keys then values of
-            the positions decoded so far. Defaults to None (no cache).
+        cache: float tensor `(batch, slots, num_heads, cache_length, key_dim)`: this layer's keys
+            (slot `cache_slot`) then values (slot `cache_slot + 1`) of the positions decoded so
+            far; the other slots are returned unchanged. Defaults to None (no cache).
         cache_index: int or int tensor. Where this call's keys and values go in `cache`, i.e. the
             position of the first query.
+        cache_slot: int. The slot of this layer's keys in `cache`. Defaults to 0.
         return_attention_scores: bool. Also return the attention weights
             `(batch, num_heads, time, source)` (before dropout). Defaults to `False`.
 
@@ -133,6 +136,7 @@ class MultiHeadAttention(keras.layers.Layer):
         use_causal_mask=False,
         cache=None,
         cache_index=None,
+        cache_slot: int = 0,
         return_attention_scores=False,
         training=None,
     ):
@@ -144,10 +148,12 @@ class MultiHeadAttention(keras.layers.Layer):
         key = self._split_heads(self.key_dense(key))  # (batch, heads, source, key_dim)
         value = self._split_heads(self.value_dense(value))  # (batch, heads, source, key_dim)
         if cache is not None:
-            start = [0, 0, cache_index, 0]
-            key = ops.slice_update(cache[:, 0], start, key)  # (batch, heads, cache_length, ..)
-            value = ops.slice_update(cache[:, 1], start, value)
-            cache = ops.stack([key, value], axis=1)
+            # One write into the whole cache rather than slicing out this layer's part and
+            # joining it back: XLA then updates the shared buffer in place instead of copying it.
+            new = ops.stack([key, value], axis=1)  # (batch, 2, heads, time, key_dim)
+            cache = ops.slice_update(cache, [0, cache_slot, 0, cache_index, 0], new)
+            key = cache[:, cache_slot]  # (batch, heads, cache_length, key_dim)
+            value = cache[:, cache_slot + 1]
         mask = self._compute_attention_mask(
             ops.shape(query)[2],
             ops.shape(key)[2],

@@ -82,7 +82,9 @@ class PositionEmbedding(keras.layers.Layer):
 
     def call(self, inputs, start_index=0):
         shape = ops.shape(inputs)
-        positions = ops.slice(self.embeddings, (start_index, 0), (shape[-2], shape[-1]))
+        # A gather, not a slice: XLA compiles a slice's start as a constant, so a slice at a
+        # tensor `start_index` would be recompiled for every position of a cached decode.
+        positions = ops.take(self.embeddings, ops.arange(shape[-2]) + start_index, axis=0)
         return ops.broadcast_to(ops.cast(positions, self.compute_dtype), shape)
 
     def compute_output_shape(self, input_shape):

@@ -66,7 +66,7 @@ class _TransformerBlock(keras.layers.Layer):
         self.output_norm.build(input_shape)
         self.dropout_layer = keras.layers.Dropout(self.dropout, **common)
 
-    def _forward(self, x, padding_mask, cache, cache_index, training):
+    def _forward(self, x, padding_mask, cache, cache_index, cache_slot, training):
         residual = x
         if self.norm_first:
             x = self.attention_norm(x)
@@ -76,6 +76,7 @@ class _TransformerBlock(keras.layers.Layer):
             use_causal_mask=self.causal,
             cache=cache,
             cache_index=cache_index,
+            cache_slot=cache_slot,
             training=training,
         )
         if cache is not None:
@@ -134,7 +135,7 @@ class TransformerEncoderBlock(_TransformerBlock):
     causal = False
 
     def call(self, x, padding_mask=None, training=None):
-        return self._forward(x, padding_mask, None, None, training)[0]
+        return self._forward(x, padding_mask, None, None, 0, training)[0]
 
 
 @keras.saving.register_keras_serializable(package="bigmodel_tf")
@@ -150,9 +151,11 @@ class TransformerDecoderBlock(_TransformerBlock):
         x: float tensor `(batch, time, dim)`.
         padding_mask: bool tensor `(batch, time)` (or `(batch, cache_length)` with a cache),
             `True` for real tokens. Defaults to None.
-        cache: float tensor `(batch, 2, num_heads, cache_length, dim // num_heads)`. Defaults
-            to None.
+        cache: float tensor `(batch, slots, num_heads, cache_length, dim // num_heads)`; the
+            block's keys and values are slots `cache_slot` and `cache_slot + 1`, the others
+            pass through. Defaults to None.
         cache_index: int or int tensor. Position of `x`'s first step.
+        cache_slot: int. The slot of the block's keys in `cache`. Defaults to 0.
 
     Returns:
         `(batch, time, dim)`, and the updated cache if one was given.
@@ -160,6 +163,8 @@ class TransformerDecoderBlock(_TransformerBlock):
 
     causal = True
 
-    def call(self, x, padding_mask=None, cache=None, cache_index=None, training=None):
-        x, cache = self._forward(x, padding_mask, cache, cache_index, training)
+    def call(
+        self, x, padding_mask=None, cache=None, cache_index=None, cache_slot: int = 0, training=None
+    ):
+        x, cache = self._forward(x, padding_mask, cache, cache_index, cache_slot, training)
         return x if cache is None else (x, cache)

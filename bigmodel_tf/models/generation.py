@@ -172,9 +172,13 @@ def _sample_loop(model, prompt, length, temperature, seed, rerun_prefix, top_k, 
     else:
         logits, cache = model(prompt, return_state=True)  # the only pass over the prompt
         logits = logits[:, -1]  # (batch, vocab)
+        # XLA fuses a step's many small ops, each of which costs more in TF's executor than its
+        # arithmetic. The sampler stays outside: XLA's categorical sampling draws other ids
+        # than TF's from the same seed, and generate_by_rerunning_prefix must draw the same.
+        step = tf.function(model.step, jit_compile=True)
 
         def advance(token, cache, ids, index):
-            return model.step(token, cache)
+            return step(token, cache)
 
     def sample(logits, index):  # (batch, vocab) -> (batch,)
         return _sample(logits, temperature, ops.stack([seed, index]), top_k, top_p)

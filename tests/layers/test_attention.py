@@ -148,6 +148,19 @@ def test_cached_decoding_equals_the_full_causal_pass():
     assert not np.any(np.asarray(cache)[:, :, :, 6:])  # nothing written past the last position
 
 
+def test_a_shared_cache_changes_only_the_layers_own_slots():
+    layer = MultiHeadAttention(HEADS, KEY_DIM)
+    x = random(2, 3, DIM, seed=11)
+    alone = np.zeros((2, 2, HEADS, 4, KEY_DIM), "float32")
+    expected, expected_cache = layer(x, use_causal_mask=True, cache=alone, cache_index=0)
+    shared = random(2, 6, HEADS, 4, KEY_DIM, seed=12)  # three layers' keys and values
+    shared[:, 2:4] = 0.0
+    output, cache = layer(x, use_causal_mask=True, cache=shared, cache_index=0, cache_slot=2)
+    np.testing.assert_allclose(output, expected, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(cache)[:, 2:4], expected_cache, atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(cache)[:, [0, 1, 4, 5]], shared[:, [0, 1, 4, 5]])
+
+
 def test_cache_needs_its_index():
     layer = MultiHeadAttention(2, 3)
     with pytest.raises(ValueError, match="go together"):

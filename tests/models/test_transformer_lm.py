@@ -80,6 +80,22 @@ def test_a_full_window_slides_to_its_last_half(either):
         np.testing.assert_allclose(logits, np.asarray(either(kept))[:, -1], atol=1e-4)
 
 
+def test_compiled_steps_equal_the_uncached_pass_across_slides(either):
+    """The step as generation runs it (XLA-compiled), 40 tokens through a 16-token context:
+    every step's logits are those of one uncached pass over the tokens its window holds, the
+    last half window after each slide."""
+    sequence = tokens((2, 41), seed=10)
+    step = tf.function(either.step, jit_compile=True)
+    _, state = either(sequence[:, :1], return_state=True)
+    seen = sequence[:, :1]
+    for position in range(1, sequence.shape[1]):
+        logits, state = step(sequence[:, position], state)
+        seen = sequence[:, position - seen.shape[1] : position + 1]
+        if seen.shape[1] > CONTEXT:  # the window slides
+            seen = seen[:, -(CONTEXT // 2) :]
+        np.testing.assert_allclose(logits, np.asarray(either(seen))[:, -1], atol=1e-4)
+
+
 def test_longer_inputs_are_read_through_their_last_window(model):
     sequence = tokens((1, CONTEXT + 5), seed=4)
     np.testing.assert_allclose(model(sequence), model(sequence[:, 5:]), atol=1e-6)

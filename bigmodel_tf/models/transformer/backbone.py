@@ -235,21 +235,20 @@ class TransformerBackbone(keras.layers.Layer):
         if self.embedding_layer_norm is not None:
             x = self.embedding_layer_norm(x)
         x = self.embedding_dropout(x, training=training)
-        caches = []
         for index, layer in enumerate(self.blocks):
             if cache is None:
                 x = layer(x, padding_mask=padding_mask, training=training)
-            else:
-                x, layer_cache = layer(  # (batch, 2, heads, length, head_dim)
+            else:  # every block updates its own two slots of the one cache
+                x, cache = layer(
                     x,
                     padding_mask=padding_mask,
-                    cache=cache[:, 2 * index : 2 * index + 2],
+                    cache=cache,
                     cache_index=cache_index,
+                    cache_slot=2 * index,
                 )
-                caches.append(layer_cache)
         if self.final_norm is not None:
             x = self.final_norm(x)
-        return x if cache is None else (x, ops.concatenate(caches, axis=1))
+        return x if cache is None else (x, cache)
 
     def compute_output_shape(self, input_shape):
         return (*input_shape, self.hidden_dim)
