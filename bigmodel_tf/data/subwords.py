@@ -15,7 +15,7 @@ longest text.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -303,6 +303,33 @@ def token_batcher(batch_size: int):
     return batcher
 
 
+def _batch_uniform(ids: tf.Tensor, seed: int) -> Callable[..., tf.Tensor]:
+    """`uniform(offset, **kwargs)`: stateless uniform draws of `ids`' shape, a function of
+    `seed`, the batch's ids and `offset` (one stream per offset)."""
+    content = tf.strings.reduce_join(tf.strings.as_string(tf.reshape(ids, [-1])), separator=",")
+    batch_seed = tf.strings.to_hash_bucket_fast(content, 2**31 - 1)
+
+    def uniform(offset: int, **kwargs) -> tf.Tensor:
+        stream = tf.stack([tf.constant(seed, tf.int64), batch_seed + offset])
+        return tf.random.stateless_uniform(tf.shape(ids), stream, **kwargs)
+
+    return uniform
+
+
+def drop_tokens(ids: tf.Tensor, rate: float, seed: int) -> tf.Tensor:
+    """Word dropout (Iyyer et al. 2015) on a `(batch, time)` batch: each subword (not `[PAD]`
+    and not the first and last token of a text, `[CLS]` and `[SEP]` or a last subword) becomes
+    `[PAD]` with probability `rate`, which the models read as absent. Random as `mask_tokens`
+    is: a function of `seed` and the batch's ids, so that a resumed run drops what an
+    uninterrupted one would."""
+    uniform = _batch_uniform(ids, seed)
+    lengths = tf.reduce_sum(tf.cast(ids != PAD_ID, tf.int32), axis=1, keepdims=True)
+    positions = tf.range(tf.shape(ids)[1])[None, :]
+    inner = (positions > 0) & (positions < lengths - 1)
+    dropped = inner & (uniform(0) < rate)
+    return tf.where(dropped, tf.constant(PAD_ID, ids.dtype), ids)
+
+
 def mask_tokens(
     ids: tf.Tensor, rate: float, vocabulary_size: int, seed: int
 ) -> tuple[dict[str, tf.Tensor], tf.Tensor, tf.Tensor]:
@@ -323,13 +350,7 @@ def mask_tokens(
         ids at `mask_positions`, and float32 weights, 1 where a position was selected and 0
         where it only fills the row.
     """
-    content = tf.strings.reduce_join(tf.strings.as_string(tf.reshape(ids, [-1])), separator=",")
-    batch_seed = tf.strings.to_hash_bucket_fast(content, 2**31 - 1)
-
-    def uniform(offset: int, **kwargs) -> tf.Tensor:
-        stream = tf.stack([tf.constant(seed, tf.int64), batch_seed + offset])
-        return tf.random.stateless_uniform(tf.shape(ids), stream, **kwargs)
-
+    uniform = _batch_uniform(ids, seed)
     time = tf.shape(ids)[1]
     selected = (uniform(0) < rate) & (ids != PAD_ID) & (ids != CLS_ID)
     predictions = tf.cast(tf.math.ceil(2 * rate * tf.cast(time, tf.float32)), tf.int32)

@@ -23,6 +23,7 @@ Layout of an export (TF Serving's `<model>/<version>/`):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
 import platform
@@ -226,7 +227,8 @@ def export(
         with tempfile.TemporaryDirectory() as scratch:
             if config.train.distill_from:
                 log(f"converting the teacher ({config.train.distill_from}) for comparison")
-                variants += _teacher_variants(Path(config.train.distill_from), Path(scratch))
+                teacher_dir = Path(config.train.distill_from)
+                variants += _teacher_variants(teacher_dir, Path(scratch), task, spec)
             log("measuring every variant on the test split (quality, agreement, latency)")
             rows, test_examples = _measure(
                 task, config, spec, variants, rounds=rounds, test_batches=test_batches
@@ -373,16 +375,29 @@ def _dispatch(runners: dict[frozenset[str], Runner]) -> Runner:
     return run
 
 
-def _teacher_variants(teacher_dir: Path, scratch: Path) -> list[Variant]:
-    """A distilled run's teacher as Keras and float32 TFLite rows, to compare the student with."""
+def _teacher_variants(
+    teacher_dir: Path, scratch: Path, student_task: Task, student_spec: Any
+) -> list[Variant]:
+    """A distilled run's teacher as Keras and float32 TFLite rows, to compare the student with.
+
+    They are fed the student's test batches; a teacher of another vocabulary gets them through
+    the same `Task.teacher_inputs` as in training (each input tensor translated alike)."""
     _, task, spec, teacher = load_trained(teacher_dir)
     _write_saved_model(teacher, task.serving_endpoints(teacher, spec), scratch / "saved_model")
     path = scratch / "teacher_float32.tflite"
     path.write_bytes(convert(scratch / "saved_model", task.tflite_endpoints, "none"))
-    return [
+    variants = [
         _keras_variant(teacher_dir, task, spec, teacher, name="teacher keras"),
         Variant("teacher tflite float32", str(teacher_dir), path.stat().st_size, TfliteModel(path)),
     ]
+    adapter = student_task.teacher_inputs(student_spec, spec)
+    if adapter is None:
+        return variants
+
+    def translated(run: Runner) -> Runner:
+        return lambda inputs: run({k: np.asarray(adapter(v)) for k, v in inputs.items()})
+
+    return [dataclasses.replace(v, run=translated(v.run)) for v in variants]
 
 
 def _measure(

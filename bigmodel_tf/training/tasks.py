@@ -28,6 +28,7 @@ from bigmodel_tf.data.subwords import (
     VOCABULARY_FILE,
     Retokenizer,
     SubwordSpec,
+    drop_tokens,
     mask_tokens,
     subword_examples,
     subword_spec,
@@ -48,7 +49,12 @@ from bigmodel_tf.data.transduction import PAD_ID as TRANSDUCTION_PAD_ID
 from bigmodel_tf.errors import UserError
 from bigmodel_tf.io import read_json, write_json
 from bigmodel_tf.models import cnn, gru_lm, seq2seq, transformer
-from bigmodel_tf.models.transformer.pretrained import Checkpoint, load_checkpoint, load_weights
+from bigmodel_tf.models.transformer.pretrained import (
+    Checkpoint,
+    load_checkpoint,
+    load_weights,
+    projected_embeddings,
+)
 from bigmodel_tf.training.config import RunConfig
 from bigmodel_tf.training.language_model import BitsPerCharacter, TextGenerator, TextSample
 from bigmodel_tf.training.text_classifier import TextClassifier
@@ -129,6 +135,11 @@ class Task(abc.ABC):
         """Metrics of `split` beyond `model.evaluate`'s, which need the model run another way
         (e.g. decoding); the trainer adds them to the test metrics. None by default."""
         return {}
+
+    def augment(self, config: RunConfig, spec: Any) -> Callable | None:
+        """A map over training batches (not evaluation ones), applied before the model and a
+        distillation teacher see them; None for none (in-model augmentation needs none)."""
+        return None
 
     def teacher_inputs(self, spec: Any, teacher_spec: Any) -> keras.layers.Layer | None:
         """For distillation: a layer that makes a teacher's inputs (of `teacher_spec`) from a
@@ -325,6 +336,17 @@ class TransformerClassifierTask(ClassificationTask):
         model = transformer.build_classifier(config.model, spec.vocabulary_size, spec.num_classes)
         if config.model.pretrained:
             load_weights(model.backbone, _checked_checkpoint(config))
+        if config.model.embeddings_from:
+            embeddings = model.backbone.token_embedding.embeddings
+            # The scale of Keras' default uniform(-0.05, 0.05) initialisation.
+            embeddings.assign(
+                projected_embeddings(
+                    load_checkpoint(config.model.embeddings_from),
+                    spec.vocabulary,
+                    config.model.hidden_dim,
+                    std=0.05 / np.sqrt(3),
+                )
+            )
         if config.model.encoder_from:
             checkpoint = Path(config.model.encoder_from) / "checkpoints" / "best.keras"
             pretrained = keras.saving.load_model(checkpoint, safe_mode=True, compile=False)
@@ -333,6 +355,12 @@ class TransformerClassifierTask(ClassificationTask):
 
     def compile_args(self, config: RunConfig) -> dict[str, Any]:
         return {"loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"]}
+
+    def augment(self, config: RunConfig, spec: SubwordSpec) -> Callable | None:
+        rate = config.model.token_dropout
+        if not rate:
+            return None
+        return lambda ids, labels: (drop_tokens(ids, rate, config.train.seed), labels)
 
     def teacher_inputs(
         self, spec: SubwordSpec, teacher_spec: SubwordSpec

@@ -295,6 +295,13 @@ def _train(
     if strategy.num_replicas_in_sync > 1:
         train_examples, validation_examples = map(fill_cache, (train_examples, validation_examples))
     batcher = task.batcher(config, spec, train_cfg.batch_size)
+    augment = task.augment(config, spec)
+    train_batcher = batcher
+    if augment is not None:
+
+        def train_batcher(examples: tf.data.Dataset) -> tf.data.Dataset:
+            return batcher(examples).map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+
     steps_per_epoch = num_batches(train_examples, batcher)
     if train_cfg.max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, train_cfg.max_steps_per_epoch)
@@ -364,7 +371,7 @@ def _train(
     model.fit(
         training_epochs(
             train_examples,
-            batcher,
+            train_batcher,
             seed=train_cfg.seed,
             first_epoch=first_epoch,
             epochs=train_cfg.epochs,

@@ -144,3 +144,18 @@ def test_retokenizer_reads_one_vocabulary_into_another(tmp_path):
     np.testing.assert_array_equal(converted[2], direct[2])
     assert [BERT_LIKE[i] for i in converted[1] if i] == ["[CLS]", "a", "good", "[SEP]"]
     assert_keras_file_round_trip(retokenizer, source.numpy(), tmp_path)
+
+
+def test_word_dropout_drops_inner_subwords_alike_for_alike_batches():
+    ids = tf.constant([[1, 5, 6, 7, 8, 9, 2, 0, 0], [1, 5, 6, 2, 0, 0, 0, 0, 0]] * 200)
+    dropped = subwords.drop_tokens(ids, 0.3, seed=7).numpy()
+    kept = ids.numpy()
+    # [CLS], the last token and padding stay; every other token may become padding.
+    np.testing.assert_array_equal(dropped[:, 0], kept[:, 0])
+    np.testing.assert_array_equal(dropped[0::2, 6], kept[0::2, 6])
+    assert not dropped[:, 7:].any()
+    changed = dropped != kept
+    assert set(dropped[changed]) == {subwords.PAD_ID}
+    assert changed[0::2, 1:6].mean() == pytest.approx(0.3, abs=0.05)
+    np.testing.assert_array_equal(subwords.drop_tokens(ids, 0.3, seed=7), dropped)
+    assert (subwords.drop_tokens(ids, 0.3, seed=8).numpy() != dropped).any()

@@ -153,3 +153,38 @@ def test_a_damaged_archive_is_one_clear_error(tmp_path, monkeypatch):
             pretrained.load_checkpoint("bert-huge")
     finally:
         pretrained.load_checkpoint.cache_clear()
+
+
+def test_projected_embeddings_carry_the_checkpoints_word_vectors(checkpoint):
+    vocabulary = [
+        "[PAD]",
+        "film",
+        "movie",
+        "film",
+        "##s",
+        "zzqxv",
+        *checkpoint.vocabulary[2000:2400],
+    ]
+    rows = pretrained.projected_embeddings(checkpoint, vocabulary, 384, std=0.03)
+    assert rows.shape == (406, 384) and rows.std() == pytest.approx(0.03, rel=1e-4)
+    np.testing.assert_array_equal(rows[1], rows[3])
+    # All 384 components: a rotation and a scale of the centred vectors, angles kept.
+    table = checkpoint.weights["embeddings.word_embeddings.weight"]
+    index = {token: i for i, token in enumerate(checkpoint.vocabulary)}
+    tokenizer = subwords.wordpiece_tokenizer(checkpoint.vocabulary)
+    (pieces,) = tokenizer.tokenize(["zzqxv"])
+    assert len(pieces) > 1 and "zzqxv" not in index
+    raw = np.stack(
+        [table[index[t]] if t in index else table[list(pieces)].mean(0) for t in vocabulary]
+    )
+    raw -= raw.mean(0)
+
+    def cosines(x):
+        unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+        return unit @ unit.T
+
+    np.testing.assert_allclose(cosines(rows), cosines(raw), atol=1e-4)
+    small = pretrained.projected_embeddings(checkpoint, vocabulary, 16, std=0.03)
+    assert small.shape == (406, 16)
+    tiny = pretrained.projected_embeddings(checkpoint, vocabulary[:5], 16, std=0.03)
+    assert tiny.shape == (5, 16) and not tiny[:, 5:].any()

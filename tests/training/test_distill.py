@@ -126,3 +126,11 @@ def test_a_teacher_with_its_own_vocabulary_reads_the_students_batches(
     _, _, spec, model = load_trained(tmp_path / "student")
     assert spec.vocabulary_size < 1000 < model.count_params() and not isinstance(model, Distiller)
     assert metrics["test"]["accuracy"] > 0.55  # majority class: 0.578 at best; chance 0.5
+
+    # The export's teacher rows read the student's test batches through the same translation.
+    out = export(tmp_path / "student", tmp_path / "export", quantize=("none",))
+    rows = {row["variant"]: row for row in json.loads((out / "report.json").read_text())["rows"]}
+    teacher_test = json.loads((trained_transformer / "metrics.json").read_text())["test"]
+    assert rows["teacher keras"]["accuracy"] == pytest.approx(teacher_test["accuracy"], abs=0.01)
+    teacher_tflite = rows["teacher tflite float32"]["accuracy"]
+    assert teacher_tflite == pytest.approx(rows["teacher keras"]["accuracy"], abs=1e-3)

@@ -49,6 +49,13 @@ class TransformerClassifierConfig(EncoderConfig):
     # A pretrained encoder to start from (see models/transformer/pretrained.py): its vocabulary,
     # tokenisation and weights; the model.* architecture must be its own (the `minilm` preset).
     pretrained: str = option("", choices=("", *SOURCES))
+    # A pretrained encoder whose word embeddings start this model's own (projected to its
+    # width; see pretrained.projected_embeddings); "" starts from random ones.
+    embeddings_from: str = option("", choices=("", *SOURCES))
+    # Word dropout on training texts (see data.subwords.drop_tokens): a regulariser, and under
+    # distillation a transfer set larger than the training split, as the teacher labels each
+    # shortened text anew.
+    token_dropout: float = option(0.0, min=0.0, max=0.9)
 
 
 # all-MiniLM-L6-v2's architecture, with the fine-tuning recipe of BERT (Devlin et al. 2019,
@@ -89,6 +96,9 @@ PRESETS: dict[str, dict] = {
     # targets (train.distill_from=RUN of the minilm preset).
     "student": {
         "sequence_length": 64,
+        "embeddings_from": "all-minilm-l6-v2",
+        "token_dropout": 0.15,
+        "train.epochs": 8,
     },
 }
 
