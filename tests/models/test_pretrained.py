@@ -155,36 +155,27 @@ def test_a_damaged_archive_is_one_clear_error(tmp_path, monkeypatch):
         pretrained.load_checkpoint.cache_clear()
 
 
-def test_projected_embeddings_carry_the_checkpoints_word_vectors(checkpoint):
-    vocabulary = [
-        "[PAD]",
-        "film",
-        "movie",
-        "film",
-        "##s",
-        "zzqxv",
-        *checkpoint.vocabulary[2000:2400],
-    ]
-    rows = pretrained.projected_embeddings(checkpoint, vocabulary, 384, std=0.03)
-    assert rows.shape == (406, 384) and rows.std() == pytest.approx(0.03, rel=1e-4)
-    np.testing.assert_array_equal(rows[1], rows[3])
-    # All 384 components: a rotation and a scale of the centred vectors, angles kept.
+def test_word_vectors_projected_keep_their_angles(checkpoint):
+    words = ["[PAD]", "film", "movie", "film", "##s", "zzqxv"]
+    vocabulary = [*words, *checkpoint.vocabulary[2000:2400]]
+    vectors = pretrained.word_vectors(checkpoint, vocabulary)
     table = checkpoint.weights["embeddings.word_embeddings.weight"]
     index = {token: i for i, token in enumerate(checkpoint.vocabulary)}
-    tokenizer = subwords.wordpiece_tokenizer(checkpoint.vocabulary)
-    (pieces,) = tokenizer.tokenize(["zzqxv"])
+    np.testing.assert_array_equal(vectors[4], table[index["##s"]])
+    (pieces,) = subwords.wordpiece_tokenizer(checkpoint.vocabulary).tokenize(["zzqxv"])
     assert len(pieces) > 1 and "zzqxv" not in index
-    raw = np.stack(
-        [table[index[t]] if t in index else table[list(pieces)].mean(0) for t in vocabulary]
-    )
-    raw -= raw.mean(0)
+    np.testing.assert_allclose(vectors[5], table[list(pieces)].mean(0), rtol=1e-6)
 
+    rows = pretrained.principal_projection(vectors, 384, std=0.03)
+    assert rows.shape == (406, 384) and rows.std() == pytest.approx(0.03, rel=1e-4)
+    np.testing.assert_array_equal(rows[1], rows[3])
+
+    # All 384 components: a rotation and a scale of the centred vectors, angles kept.
     def cosines(x):
         unit = x / np.linalg.norm(x, axis=1, keepdims=True)
         return unit @ unit.T
 
-    np.testing.assert_allclose(cosines(rows), cosines(raw), atol=1e-4)
-    small = pretrained.projected_embeddings(checkpoint, vocabulary, 16, std=0.03)
-    assert small.shape == (406, 16)
-    tiny = pretrained.projected_embeddings(checkpoint, vocabulary[:5], 16, std=0.03)
+    np.testing.assert_allclose(cosines(rows), cosines(vectors - vectors.mean(0)), atol=1e-4)
+    assert pretrained.principal_projection(vectors, 16, std=0.03).shape == (406, 16)
+    tiny = pretrained.principal_projection(vectors[:5], 16, std=0.03)
     assert tiny.shape == (5, 16) and not tiny[:, 5:].any()

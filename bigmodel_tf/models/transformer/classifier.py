@@ -49,9 +49,11 @@ class TransformerClassifierConfig(EncoderConfig):
     # A pretrained encoder to start from (see models/transformer/pretrained.py): its vocabulary,
     # tokenisation and weights; the model.* architecture must be its own (the `minilm` preset).
     pretrained: str = option("", choices=("", *SOURCES))
-    # A pretrained encoder whose word embeddings start this model's own (projected to its
-    # width; see pretrained.projected_embeddings); "" starts from random ones.
-    embeddings_from: str = option("", choices=("", *SOURCES))
+    # What starts the token embeddings, projected to this model's width
+    # (pretrained.principal_projection): a pretrained encoder's input embeddings; "teacher",
+    # the distillation teacher's pooled features of each token's text alone (what the teacher
+    # makes of the word, its sentiment included); "" random ones.
+    embeddings_from: str = option("", choices=("", *SOURCES, "teacher"))
     # Word dropout on training texts (see data.subwords.drop_tokens): a regulariser, and under
     # distillation a transfer set larger than the training split, as the teacher labels each
     # shortened text anew.
@@ -96,7 +98,7 @@ PRESETS: dict[str, dict] = {
     # targets (train.distill_from=RUN of the minilm preset).
     "student": {
         "sequence_length": 64,
-        "embeddings_from": "all-minilm-l6-v2",
+        "embeddings_from": "teacher",
         "token_dropout": 0.15,
         "train.epochs": 8,
     },
@@ -150,15 +152,18 @@ class TransformerClassifier(keras.Model):
         self.head.build((input_shape[0], self.backbone.hidden_dim))
 
     def call(self, token_ids, training=None):
+        x = self.pooled(token_ids, training=training)
+        return self.head(self.dropout_layer(x, training=training))
+
+    def pooled(self, token_ids, training=None):
+        """The features the head reads: `(batch, time)` ids -> `(batch, hidden_dim)`."""
         mask = ops.not_equal(token_ids, self.pad_id)  # (batch, time)
         x = self.backbone(token_ids, padding_mask=mask, training=training)  # (batch, time, dim)
         if self.pooling == "cls":
-            x = x[:, 0]
-        else:
-            weights = ops.expand_dims(ops.cast(mask, x.dtype), -1)  # (batch, time, 1)
-            count = ops.maximum(ops.sum(weights, axis=1), 1.0)  # an all-padding row gives zeros
-            x = ops.sum(x * weights, axis=1) / count  # (batch, dim)
-        return self.head(self.dropout_layer(x, training=training))
+            return x[:, 0]
+        weights = ops.expand_dims(ops.cast(mask, x.dtype), -1)  # (batch, time, 1)
+        count = ops.maximum(ops.sum(weights, axis=1), 1.0)  # an all-padding row gives zeros
+        return ops.sum(x * weights, axis=1) / count  # (batch, dim)
 
     def get_config(self):
         config = super().get_config()

@@ -208,19 +208,10 @@ def load_weights(backbone: Any, checkpoint: Checkpoint) -> list[str]:
     return [name for name in SKIPPED if name in available]
 
 
-def projected_embeddings(
-    checkpoint: Checkpoint, vocabulary: Sequence[str], dim: int, std: float
-) -> np.ndarray:
-    """Token embeddings for another WordPiece `vocabulary`, `(len(vocabulary), dim)`, from the
-    checkpoint's: a token it has takes its vector, any other the mean of the vectors of its
-    pieces (as the checkpoint tokenises the token's text); then the rows are projected onto
-    their `dim` principal components and scaled to standard deviation `std` (features beyond
-    the components there are start at 0).
-
-    It gives a small model trained from scratch the lexical knowledge a pretrained word vector
-    carries (Kim 2014: word2vec-initialised CNNs beat random ones by ~4 points on sentence
-    polarity) at the size of its own embedding table.
-    """
+def word_vectors(checkpoint: Checkpoint, vocabulary: Sequence[str]) -> np.ndarray:
+    """The checkpoint's input embedding of each token of another WordPiece `vocabulary`,
+    `(len(vocabulary), hidden)`: a token it has takes its vector, any other the mean of the
+    vectors of its pieces (as the checkpoint tokenises the token's text)."""
     from bigmodel_tf.data.subwords import wordpiece_tokenizer
 
     table = checkpoint.weights["embeddings.word_embeddings.weight"]  # (30522, 384)
@@ -229,16 +220,24 @@ def projected_embeddings(
     missing = [token for token in vocabulary if token not in index]
     texts = [token.removeprefix("##") for token in missing]
     pieces = dict(zip(missing, tokenizer.tokenize(texts) if texts else [], strict=True))
-    rows = np.stack(
+    return np.stack(
         [
             table[index[token]] if token in index else table[list(pieces[token])].mean(0)
             for token in vocabulary
         ]
     )
+
+
+def principal_projection(rows: np.ndarray, dim: int, std: float) -> np.ndarray:
+    """`rows` projected onto their `dim` principal components and scaled to standard deviation
+    `std`, `(len(rows), dim)`; features beyond the components there are start at 0.
+
+    It gives a small model the knowledge of a larger one's vectors at the size of its own
+    embedding table (Kim 2014: word2vec-initialised CNNs beat random ones by ~4 points on
+    sentence polarity)."""
     centred = rows - rows.mean(0)
-    _, _, components = np.linalg.svd(centred, full_matrices=False)  # (384, 384), rows
+    _, _, components = np.linalg.svd(centred, full_matrices=False)  # rows: the components
     projected = centred @ components[:dim].T  # (vocabulary, <= dim)
     projected *= std / projected.std()
-    # Fewer components than `dim` (a tiny vocabulary, or a model wider than the checkpoint):
-    # the remaining features start at zero.
+    # Fewer components than `dim` (a tiny vocabulary, or a model wider than the rows).
     return np.pad(projected, [(0, 0), (0, dim - projected.shape[1])]).astype("float32")
