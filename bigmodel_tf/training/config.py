@@ -22,6 +22,8 @@ from bigmodel_tf.errors import UserError
 
 # tf.distribute strategies (training/strategy.py says what each one is).
 STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")
+# Validation metrics that may pick the best checkpoint, and whether lower or higher is better.
+MONITOR_MODES = {"val_loss": "min", "val_accuracy": "max"}
 
 
 @dataclass
@@ -54,6 +56,10 @@ class TrainConfig:
     # XLA's effect depends on the model (measured: it slows the CNN ~2x and the default GRU ~20%,
     # speeds up tiny GRUs ~1.5x), so each family sets its own.
     jit_compile: bool = option(False)
+    # The validation metric that picks the best checkpoint ("": the family's, usually the
+    # loss). Accuracy where a model grows confident: its validation loss turns up while its
+    # accuracy still improves.
+    monitor: str = option("", choices=("", *MONITOR_MODES))
     # Knowledge distillation: a finished run of the same family and dataset to learn from
     # ("" trains on the labels alone). See training/distill.py.
     distill_from: str = option("")

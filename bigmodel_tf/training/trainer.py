@@ -37,7 +37,7 @@ from bigmodel_tf.data.pipeline import (
 )
 from bigmodel_tf.errors import UserError
 from bigmodel_tf.io import read_json, write_json
-from bigmodel_tf.training.config import RunConfig, TrainConfig, set_value
+from bigmodel_tf.training.config import MONITOR_MODES, RunConfig, TrainConfig, set_value
 from bigmodel_tf.training.distill import Distiller, student_of
 from bigmodel_tf.training.resume import StepBackup, StepSeeds, restore_agreed
 from bigmodel_tf.training.strategy import (
@@ -335,8 +335,10 @@ def _train(
             f"{steps_per_epoch} (global step {step}) from {backup_dir}",
             file=sys.stderr,
         )
-    best_so_far = [float(row[task.monitor]) for row in history if row.get(task.monitor)]
-    pick = max if task.monitor_mode == "max" else min
+    monitor = train_cfg.monitor or task.monitor
+    mode = task.monitor_mode if monitor == task.monitor else MONITOR_MODES[monitor]
+    best_so_far = [float(row[monitor]) for row in history if row.get(monitor)]
+    pick = max if mode == "max" else min
     # The chief's: only its run directory holds the history the best value comes from.
     best = from_chief(strategy, pick(best_so_far) if best_so_far else float("nan"))
     checkpoints = out_dir / "checkpoints"
@@ -346,8 +348,8 @@ def _train(
         StepSeeds(train_cfg.seed),
         keras.callbacks.ModelCheckpoint(
             str(checkpoints / "best.keras"),
-            monitor=task.monitor,
-            mode=task.monitor_mode,
+            monitor=monitor,
+            mode=mode,
             save_best_only=True,
             initial_value_threshold=None if math.isnan(best) else best,
         ),
@@ -361,8 +363,8 @@ def _train(
     if train_cfg.early_stopping_patience:
         callbacks.append(
             keras.callbacks.EarlyStopping(
-                monitor=task.monitor,
-                mode=task.monitor_mode,
+                monitor=monitor,
+                mode=mode,
                 patience=train_cfg.early_stopping_patience,
             )
         )
