@@ -25,17 +25,14 @@ from bigmodel_tf.data.images import (
 from bigmodel_tf.data.pipeline import Batcher
 from bigmodel_tf.data.subwords import (
     PAD_ID,
-    RESERVED_TOKENS,
     VOCABULARY_FILE,
     Retokenizer,
     SubwordSpec,
     drop_tokens,
-    encode,
     mask_tokens,
     subword_examples,
     subword_spec,
     token_batcher,
-    wordpiece_tokenizer,
 )
 from bigmodel_tf.data.text import CharSpec, char_examples, char_spec, char_streams
 from bigmodel_tf.data.transduction import (
@@ -318,8 +315,6 @@ class TransformerClassifierTask(ClassificationTask):
         model = config.model
         if model.encoder_from and model.pretrained:
             raise UserError("model.encoder_from and model.pretrained: choose one to start from")
-        if model.embeddings_from == "teacher" and not config.train.distill_from:
-            raise UserError("model.embeddings_from=teacher needs train.distill_from=RUN_DIR")
         # The pretrained backbone's ids, before anything else is written.
         if model.encoder_from:
             encoder = _pretrained_encoder(config)
@@ -343,7 +338,7 @@ class TransformerClassifierTask(ClassificationTask):
         if config.model.pretrained:
             load_weights(model.backbone, _checked_checkpoint(config))
         if config.model.embeddings_from:
-            rows = _initial_embeddings(config, spec)
+            rows = word_vectors(load_checkpoint(config.model.embeddings_from), spec.vocabulary)
             # At the scale of Keras' default uniform(-0.05, 0.05) initialisation.
             rows = principal_projection(rows, config.model.hidden_dim, std=0.05 / np.sqrt(3))
             model.backbone.token_embedding.embeddings.assign(rows)
@@ -446,34 +441,6 @@ ENCODER_FIELDS = (
     "embedding_norm",
     "token_types",
 )
-
-
-def _initial_embeddings(config: RunConfig, spec: SubwordSpec) -> np.ndarray:
-    """`(vocabulary, features)` rows for `model.embeddings_from` (see its comment)."""
-    source = config.model.embeddings_from
-    if source != "teacher":
-        return word_vectors(load_checkpoint(source), spec.vocabulary)
-    teacher_dir = Path(config.train.distill_from)
-    teacher = keras.saving.load_model(
-        teacher_dir / "checkpoints" / "best.keras", safe_mode=True, compile=False
-    )
-    saved = read_json(teacher_dir / "config.json")
-    teacher_spec = subword_spec(
-        saved["dataset"], teacher_dir, saved["model"]["vocabulary_size"], 16
-    )
-    tokenizer = wordpiece_tokenizer(teacher_spec.vocabulary)
-    # Each token's text alone ("##" pieces read as words); special tokens as an empty text.
-    texts = [
-        "" if token in RESERVED_TOKENS else token.removeprefix("##") for token in spec.vocabulary
-    ]
-
-    @tf.function
-    def features(texts: tf.Tensor) -> tf.Tensor:
-        ids = encode(texts, tokenizer, 16, teacher_spec.cls_id, teacher_spec.sep_id)
-        return teacher.pooled(ids.to_tensor(PAD_ID), training=False)
-
-    batches = tf.data.Dataset.from_tensor_slices(texts).batch(512)
-    return np.concatenate([features(batch).numpy() for batch in batches])
 
 
 def _checked_checkpoint(config: RunConfig) -> Checkpoint:

@@ -49,11 +49,9 @@ class TransformerClassifierConfig(EncoderConfig):
     # A pretrained encoder to start from (see models/transformer/pretrained.py): its vocabulary,
     # tokenisation and weights; the model.* architecture must be its own (the `minilm` preset).
     pretrained: str = option("", choices=("", *SOURCES))
-    # What starts the token embeddings, projected to this model's width
-    # (pretrained.principal_projection): a pretrained encoder's input embeddings; "teacher",
-    # the distillation teacher's pooled features of each token's text alone (what the teacher
-    # makes of the word, its sentiment included); "" random ones.
-    embeddings_from: str = option("", choices=("", *SOURCES, "teacher"))
+    # A pretrained encoder whose input embeddings start this model's token embeddings
+    # (pretrained.word_vectors, projected to this width); "" starts from random ones.
+    embeddings_from: str = option("", choices=("", *SOURCES))
     # Word dropout on training texts (see data.subwords.drop_tokens): a regulariser, and under
     # distillation a transfer set larger than the training split, as the teacher labels each
     # shortened text anew.
@@ -100,9 +98,7 @@ PRESETS: dict[str, dict] = {
     # targets (train.distill_from=RUN of the minilm preset).
     "student": {
         "sequence_length": 64,
-        "embeddings_from": "teacher",
-        "token_dropout": 0.15,
-        "train.epochs": 8,
+        "embeddings_from": "all-minilm-l6-v2",
     },
 }
 
