@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -38,6 +40,7 @@ def convert(
     quantize: str,
     calibration: Callable[[], Iterable[tuple[str, Inputs]]] | None = None,
     per_channel: bool = True,
+    float_ops: Sequence[str] = (),
 ) -> bytes:
     """Converts SavedModel signatures to one TFLite flatbuffer holding each as a signature.
 
@@ -53,6 +56,9 @@ def convert(
             drawn from the training data, over which activation ranges are measured.
         per_channel: bool. For `"int8"`: a scale per output channel of each weight (TFLite's
             default), else one per weight tensor. Defaults to `True`.
+        float_ops: sequence of str. For `"int8"`: TFLite builtin op names (`"SOFTMAX"`) kept in
+            float between dequantise and quantise ops, for ops that LiteRT's XNNPACK runs only
+            in float (the rest of the file stays int8). Defaults to none.
     """
     if quantize not in QUANTIZATIONS:
         choices = ", ".join(QUANTIZATIONS)
@@ -73,11 +79,63 @@ def convert(
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
         converter._experimental_disable_per_channel = not per_channel  # no public switch
+        # No public switch keeps chosen ops in float either: as the quantisation debugger does,
+        # calibrate, then quantise with those ops denylisted.
+        converter._experimental_calibrate_only = bool(float_ops)
     # The converter's MLIR passes print to fd 2 and its calibrator warns that it uses the
     # deprecated tf.lite.Interpreter; neither helps a user, and a failure replays them.
     with native_stderr_captured(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return converter.convert()
+        data = converter.convert()
+        if quantize == "int8" and float_ops:
+            data = _quantize_except(data, per_channel, float_ops)
+    return data
+
+
+def _quantize_except(calibrated: bytes, per_channel: bool, float_ops: Sequence[str]) -> bytes:
+    """A calibrated model quantised to full int8 (int8 inputs and outputs) but for `float_ops`.
+
+    This path skips the converter's `TFLITE_BUILTINS_INT8` check: an op that cannot be
+    quantised stays float here instead of failing the conversion."""
+    from tensorflow.lite.python.convert import mlir_quantize
+
+    return mlir_quantize(
+        calibrated,
+        disable_per_channel=not per_channel,
+        input_data_type=tf.int8,
+        output_data_type=tf.int8,
+        denylisted_ops=list(float_ops),
+    )
+
+
+def reference_kernel_ops(interpreter: Any) -> dict[str, int]:
+    """`{op name: count}` of the ops of a LiteRT interpreter's primary subgraph that its
+    delegates (XNNPACK on CPU) did not take, i.e. that run on TFLite's reference kernels.
+
+    A delegate replaces the nodes it takes with one `DELEGATE` node per partition, whose inputs
+    and outputs are the partition's; its nodes are those reached from its outputs without
+    crossing its inputs. The interpreter must be allocated (delegates are applied then).
+    """
+    ops = interpreter._get_ops_details()  # no public API lists the delegated nodes
+    producer = {
+        tensor: op["index"] for op in ops if op["op_name"] != "DELEGATE" for tensor in op["outputs"]
+    }
+    delegated = set()
+    for op in ops:
+        if op["op_name"] != "DELEGATE":
+            continue
+        boundary, pending = set(op["inputs"]), list(op["outputs"])
+        while pending:
+            tensor = pending.pop()
+            node = producer.get(tensor)
+            if tensor in boundary or node is None or node in delegated:
+                continue
+            delegated.add(node)
+            pending.extend(ops[node]["inputs"])
+    left = Counter(
+        op["op_name"] for op in ops if op["op_name"] != "DELEGATE" and op["index"] not in delegated
+    )
+    return dict(sorted(left.items()))
 
 
 class TfliteModel:
@@ -94,6 +152,9 @@ class TfliteModel:
 
     Attributes:
         inputs, outputs: `{signature: {name: LiteRT tensor details}}`.
+        reference_ops: `{signature: {op name: count}}`, the ops that run on TFLite's reference
+            kernels rather than a delegate's (see `reference_kernel_ops`), for the signature
+            in the primary subgraph (LiteRT's Python API lists no other subgraph's ops).
     """
 
     def __init__(self, path: Path, num_threads: int | None = None):
@@ -106,12 +167,17 @@ class TfliteModel:
         try:
             with native_stderr_captured(replay_on_error=False):
                 interpreter = Interpreter(model_path=str(self.path), num_threads=self.num_threads)
-            self.runners = {
-                name: interpreter.get_signature_runner(name)
-                for name in interpreter.get_signature_list()
-            }
-            if not self.runners:
+                # Before any signature runner holds its tensors (allocating refuses then).
+                interpreter.allocate_tensors()
+            signatures = interpreter.get_signature_list()
+            if not signatures:
                 raise ValueError("no signatures")
+            self.reference_ops = {
+                name: reference_kernel_ops(interpreter)
+                for name in signatures
+                if interpreter._interpreter.GetSubgraphIndexFromSignature(name) == 0
+            }
+            self.runners = {name: interpreter.get_signature_runner(name) for name in signatures}
         except (ValueError, RuntimeError) as e:
             raise UserError(
                 f"{self.path}: not a usable TFLite model (truncated or corrupted?): "
