@@ -92,30 +92,57 @@ def convert(
     return data
 
 
+# Elementwise ops that XNNPACK runs in int8 only for some ratios of their scales: it refuses
+# LayerNorm's `variance + epsilon` (epsilon's scale is ~1e-5 of the variance's) and the bias of
+# attention's key projection (near zero: softmax ignores it, so training leaves it so). Where it
+# refuses such a node, the node is kept in float too, which XNNPACK runs.
+_SCALE_LIMITED_OPS = {"ADD", "SUB", "MUL", "DIV", "MAXIMUM", "MINIMUM", "MEAN"}
+
+
 def _quantize_except(calibrated: bytes, per_channel: bool, float_ops: Sequence[str]) -> bytes:
-    """A calibrated model quantised to full int8 (int8 inputs and outputs) but for `float_ops`.
+    """A calibrated model quantised to full int8 (int8 inputs and outputs) but for `float_ops`
+    and for the `_SCALE_LIMITED_OPS` nodes that XNNPACK then refuses in int8.
 
     This path skips the converter's `TFLITE_BUILTINS_INT8` check: an op that cannot be
     quantised stays float here instead of failing the conversion."""
+    from ai_edge_litert.interpreter import Interpreter
     from tensorflow.lite.python.convert import mlir_quantize
 
-    return mlir_quantize(
-        calibrated,
-        disable_per_channel=not per_channel,
-        input_data_type=tf.int8,
-        output_data_type=tf.int8,
-        denylisted_ops=list(float_ops),
-    )
+    def quantize(float_nodes: Sequence[str] = ()) -> bytes:
+        return mlir_quantize(
+            calibrated,
+            disable_per_channel=not per_channel,
+            input_data_type=tf.int8,
+            output_data_type=tf.int8,
+            denylisted_ops=list(float_ops),
+            denylisted_nodes=list(float_nodes),  # by output tensor name
+        )
+
+    data = quantize()
+    interpreter = Interpreter(model_content=data)
+    interpreter.allocate_tensors()
+    tensors = {tensor["index"]: tensor for tensor in interpreter.get_tensor_details()}
+    refused = [
+        tensors[op["outputs"][0]]["name"]
+        for op in _reference_nodes(interpreter)
+        if op["op_name"] in _SCALE_LIMITED_OPS and tensors[op["outputs"][0]]["dtype"] == np.int8
+    ]
+    return quantize(refused) if refused else data
 
 
 def reference_kernel_ops(interpreter: Any) -> dict[str, int]:
     """`{op name: count}` of the ops of a LiteRT interpreter's primary subgraph that its
-    delegates (XNNPACK on CPU) did not take, i.e. that run on TFLite's reference kernels.
+    delegates (XNNPACK on CPU) did not take, i.e. that run on TFLite's reference kernels. The
+    interpreter must be allocated (delegates are applied then)."""
+    return dict(sorted(Counter(op["op_name"] for op in _reference_nodes(interpreter)).items()))
+
+
+def _reference_nodes(interpreter: Any) -> list[dict[str, Any]]:
+    """The primary subgraph's nodes that no delegate took, as `_get_ops_details` lists them.
 
     A delegate replaces the nodes it takes with one `DELEGATE` node per partition, whose inputs
     and outputs are the partition's; its nodes are those reached from its outputs without
-    crossing its inputs. The interpreter must be allocated (delegates are applied then).
-    """
+    crossing its inputs."""
     ops = interpreter._get_ops_details()  # no public API lists the delegated nodes
     producer = {
         tensor: op["index"] for op in ops if op["op_name"] != "DELEGATE" for tensor in op["outputs"]
@@ -132,10 +159,7 @@ def reference_kernel_ops(interpreter: Any) -> dict[str, int]:
                 continue
             delegated.add(node)
             pending.extend(ops[node]["inputs"])
-    left = Counter(
-        op["op_name"] for op in ops if op["op_name"] != "DELEGATE" and op["index"] not in delegated
-    )
-    return dict(sorted(left.items()))
+    return [op for op in ops if op["op_name"] != "DELEGATE" and op["index"] not in delegated]
 
 
 class TfliteModel:
