@@ -27,6 +27,8 @@ LATENCY_BATCH = 32
 
 # The issue's targets for the quantised files, against the float32 TFLite file.
 INT8_SIZE_RATIO, FLOAT16_SIZE_RATIO, INT8_LATENCY_RATIO = 0.30, 0.55, 0.6
+# The report's rows for the TFLite files with int8 weights, which `recommend` chooses from.
+INTEGER_VARIANTS = ("tflite int8", "tflite dynamic")
 # A distilled student must be at least 4x smaller than its teacher.
 STUDENT_SIZE_RATIO = 0.25
 
@@ -196,11 +198,10 @@ def latency_ratios(row: dict[str, Any], float32: dict[str, Any]) -> list[float]:
 def recommend(
     rows: list[dict[str, Any]], metric: str, higher_is_better: bool, budget: float
 ) -> dict[str, Any] | None:
-    """The TFLite variant to ship: the smallest file whose quality is within `budget` (the
-    family's int8 budget) of the first row's and whose latency of one example is at most the
-    float32 file's (median of the per-round ratios); the float32 file if no other qualifies.
-    None without a float32 row. Sizes decide first because a device pays for every byte
-    shipped, while equal latency costs nothing."""
+    """The TFLite variant to ship: the fastest integer file (full int8 or dynamic range, both
+    ~4x smaller than float32) whose quality is within `budget` (the family's int8 budget) of the
+    first row's and whose latency of one example is at most the float32 file's (median of the
+    per-round ratios); else the float32 file. None without a float32 row."""
     by_name = {row["variant"]: row for row in rows}
     float32 = by_name.get("tflite float32")
     if float32 is None:
@@ -215,10 +216,12 @@ def recommend(
         cost = _worsening(row, rows[0], metric, higher_is_better)
         return cost <= budget and (ratio(row) is None or ratio(row) <= 1.0)
 
-    candidates = [
-        row for row in rows if row["variant"].startswith("tflite ") and qualifies(row)
-    ] or [float32]
-    best = min(candidates, key=lambda row: (row["bytes"], ratio(row) or 0.0))
+    candidates = [by_name[name] for name in INTEGER_VARIANTS if name in by_name]
+    best = min(
+        (row for row in candidates if qualifies(row)),
+        key=lambda row: (ratio(row) or 0.0, row["bytes"]),
+        default=float32,
+    )
     return {
         "variant": best["variant"],
         "file": best["file"],
@@ -271,8 +274,8 @@ def _recommendation_lines(choice: dict[str, Any] | None, metric: str) -> list[st
         "",
         f"**{choice['variant']}** (`{choice['file']}`, {choice['bytes'] / 1e6:.2f} MB"
         f"{latency} the float32 file's latency, {metric} cost {choice['quality_cost']:.4f}): "
-        f"the smallest TFLite file within the {metric} budget ({choice['budget']}) of the first "
-        "row and no slower than float32, else float32.",
+        f"the fastest integer TFLite file (int8 or dynamic) within the {metric} budget "
+        f"({choice['budget']}) of the first row and no slower than float32, else float32.",
     ]
 
 

@@ -210,6 +210,8 @@ class TfliteModel:
         self.inputs = {name: r.get_input_details() for name, r in self.runners.items()}
         self.outputs = {name: r.get_output_details() for name, r in self.runners.items()}
         self._shapes: dict[str, dict[str, tuple[int, ...]]] = {}
+        # Each signature's last dequantised outputs by id: `(dequantised, integers, details)`.
+        self._returned: dict[str, dict[int, tuple[np.ndarray, np.ndarray, dict]]] = {}
 
     def signature_for(self, names: Iterable[str]) -> str:
         """The signature whose inputs are exactly `names`."""
@@ -223,7 +225,7 @@ class TfliteModel:
     def __call__(self, inputs: Inputs) -> dict[str, np.ndarray]:
         signature = self.signature_for(inputs)
         details = self.inputs[signature]
-        quantized = {name: _quantize(np.asarray(v), details[name]) for name, v in inputs.items()}
+        quantized = {name: self._integers(v, details[name]) for name, v in inputs.items()}
         shapes = {name: value.shape for name, value in quantized.items()}
         if shapes != self._shapes.get(signature):
             # The runner resizes and allocates on new shapes (LiteRT skips both otherwise),
@@ -233,10 +235,28 @@ class TfliteModel:
             self._shapes[signature] = shapes
         else:
             outputs = self.runners[signature](**quantized)
-        return {
-            name: _dequantize(value, self.outputs[signature][name])
-            for name, value in outputs.items()
+        details = self.outputs[signature]
+        dequantized = {name: _dequantize(value, details[name]) for name, value in outputs.items()}
+        self._returned[signature] = {
+            id(value): (value, outputs[name], details[name])
+            for name, value in dequantized.items()
+            if value is not outputs[name]
         }
+        return dequantized
+
+    def _integers(self, value: np.ndarray, detail: dict) -> np.ndarray:
+        """`value` as the input tensor takes it. An array of the last call's dequantised outputs
+        (of any signature), passed back unchanged, goes in as the integers it came from when
+        the input has their quantisation: a deployed int8 model carries its state (a language
+        model's key/value cache) that way, and re-quantising it in numpy on every step would
+        cost more than the step itself. The integers are those `_quantize` would give."""
+        for returned in self._returned.values():
+            kept = returned.get(id(value))
+            if kept is not None and kept[0] is value:
+                _, integers, output = kept
+                if output["quantization"] == detail["quantization"]:
+                    return integers.astype(detail["dtype"], copy=False)
+        return _quantize(np.asarray(value), detail)
 
 
 def _is_quantized(detail: dict) -> bool:

@@ -104,6 +104,16 @@ def test_every_variant_tracks_the_uncached_keras_pass_over_the_context(exported,
     assert agreement["int8"] >= INT8_AGREEMENT_FLOOR, agreement
 
 
+def test_a_fed_back_int8_cache_goes_in_as_the_integers_it_came_out_as(exported, keras_run):
+    config, spec, _ = keras_run
+    tokens, _ = char_streams(config.dataset, "test", spec, streams=4, steps=16)
+    model = TfliteModel(exported / "model_int8.tflite")
+    carried = stepped(model, tokens)
+    # A copy is not the array the model returned: it is quantised again, to the same integers.
+    copied = stepped(lambda inputs: model({k: np.array(v) for k, v in inputs.items()}), tokens)
+    np.testing.assert_array_equal(carried, copied)
+
+
 def test_report_measures_every_variant_on_the_test_streams(exported):
     report = json.loads((exported / "report.json").read_text())
     rows = {row["variant"]: row for row in report["rows"]}
