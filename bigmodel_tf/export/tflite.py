@@ -210,8 +210,9 @@ class TfliteModel:
         self.inputs = {name: r.get_input_details() for name, r in self.runners.items()}
         self.outputs = {name: r.get_output_details() for name, r in self.runners.items()}
         self._shapes: dict[str, dict[str, tuple[int, ...]]] = {}
-        # Each signature's last dequantised outputs by id: `(dequantised, integers, details)`.
-        self._returned: dict[str, dict[int, tuple[np.ndarray, np.ndarray, dict]]] = {}
+        # The arrays of each signature's last call that have integer forms, by id:
+        # `(array, integers, quantisation)` for its quantised inputs and dequantised outputs.
+        self._known: dict[str, dict[int, tuple[np.ndarray, np.ndarray, tuple]]] = {}
 
     def signature_for(self, names: Iterable[str]) -> str:
         """The signature whose inputs are exactly `names`."""
@@ -224,8 +225,8 @@ class TfliteModel:
 
     def __call__(self, inputs: Inputs) -> dict[str, np.ndarray]:
         signature = self.signature_for(inputs)
-        details = self.inputs[signature]
-        quantized = {name: self._integers(v, details[name]) for name, v in inputs.items()}
+        details_in = self.inputs[signature]
+        quantized = {name: self._integers(v, details_in[name]) for name, v in inputs.items()}
         shapes = {name: value.shape for name, value in quantized.items()}
         if shapes != self._shapes.get(signature):
             # The runner resizes and allocates on new shapes (LiteRT skips both otherwise),
@@ -237,25 +238,32 @@ class TfliteModel:
             outputs = self.runners[signature](**quantized)
         details = self.outputs[signature]
         dequantized = {name: _dequantize(value, details[name]) for name, value in outputs.items()}
-        self._returned[signature] = {
-            id(value): (value, outputs[name], details[name])
-            for name, value in dequantized.items()
-            if value is not outputs[name]
+        known = [(dequantized[name], outputs[name], details[name]) for name in outputs]
+        known += [
+            (inputs[name], quantized[name], details_in[name])
+            for name in inputs
+            if isinstance(inputs[name], np.ndarray) and not inputs[name].flags.writeable
+        ]
+        self._known[signature] = {
+            id(array): (array, integers, detail["quantization"])
+            for array, integers, detail in known
+            if _is_quantized(detail) and array is not integers
         }
         return dequantized
 
     def _integers(self, value: np.ndarray, detail: dict) -> np.ndarray:
-        """`value` as the input tensor takes it. An array of the last call's dequantised outputs
-        (of any signature), passed back unchanged, goes in as the integers it came from when
-        the input has their quantisation: a deployed int8 model carries its state (a language
-        model's key/value cache) that way, and re-quantising it in numpy on every step would
-        cost more than the step itself. The integers are those `_quantize` would give."""
-        for returned in self._returned.values():
-            kept = returned.get(id(value))
-            if kept is not None and kept[0] is value:
-                _, integers, output = kept
-                if output["quantization"] == detail["quantization"]:
-                    return integers.astype(detail["dtype"], copy=False)
+        """`value` as the input tensor takes it, quantised if the input is.
+
+        An array of the last call (of any signature) goes in as the integers it had there
+        when the input has the same quantisation: one it returned, dequantised, as the
+        integers it came out as (so a returned array must not be changed in place and passed
+        back); a read-only one it was given, as the integers it was quantised to. A deployed
+        int8 model carries its state (a language model's key/value cache) as integers;
+        quantising it in numpy on every step would cost more than the step itself."""
+        for known in self._known.values():
+            array, integers, quantization = known.get(id(value), (None, None, None))
+            if array is value and quantization == detail["quantization"]:
+                return integers
         return _quantize(np.asarray(value), detail)
 
 
