@@ -27,7 +27,7 @@ from bigmodel_tf.export import export
 from bigmodel_tf.export.report import (
     LATENCY_BATCH,
     Variant,
-    int8_latency_ratios,
+    latency_ratios,
     latency_rounds,
 )
 from bigmodel_tf.export.tflite import QUANTIZATIONS
@@ -713,7 +713,7 @@ def inference(family: Family, run_dir: Path, quick: bool, rounds: int) -> list[F
     by_variant = {row["variant"]: row for row in report["rows"]}
     float32, int8 = by_variant["tflite float32"], by_variant["tflite int8"]
     lost = next(check for check in report["targets"] if check["target"].endswith(" by int8"))
-    latency_ratio, latency_ratio_spread = summarise(int8_latency_ratios(int8, float32))
+    latency_ratio, latency_ratio_spread = summarise(latency_ratios(int8, float32))
     figures += [
         Figure(
             f"export.{key}.int8_size_ratio",

@@ -13,11 +13,13 @@ Layout of an export (TF Serving's `<model>/<version>/`):
     model_dynamic.tflite   int8 weights, float activations (dynamic range)
     model_float16.tflite   float16 weights
     model_int8.tflite      full integer, calibrated on what the Keras model is fed over
-                           batches of the training split
+                           batches of the training split (but for the family's
+                           `int8_float_ops`, which LiteRT's XNNPACK runs only in float)
     metadata.json          input/output specs, labels, the run's config and test metrics,
                            versions, and each file's size and sha256
     report.json, report.md every variant on the test split: quality, agreement with Keras,
-                           size and latency, measured in one run, and the targets
+                           size and latency, measured in one run, the targets, the variant
+                           to ship and each file's ops on reference kernels
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from bigmodel_tf.export.report import (
     Variant,
     check_targets,
     measure,
+    recommend,
     render_markdown,
 )
 from bigmodel_tf.export.tflite import QUANTIZATIONS, TfliteModel, convert
@@ -216,6 +219,7 @@ def export(
                 mode,
                 calibration,
                 per_channel=task.int8_per_channel,
+                float_ops=task.int8_float_ops,
             )
             (staging / QUANTIZATIONS[mode]).write_bytes(data)
             log(
@@ -245,6 +249,9 @@ def export(
             "targets": check_targets(
                 rows, task.quality_metric, task.quality_higher_is_better, task.int8_budget
             ),
+            "recommendation": recommend(
+                rows, task.quality_metric, task.quality_higher_is_better, task.int8_budget
+            ),
         }
         write_json(staging / "report.json", report)
         (staging / "report.md").write_text(render_markdown(report))
@@ -259,6 +266,7 @@ def export(
                     "signatures": list(task.tflite_endpoints),
                     "calibration_batches": calibration_batches if "int8" in quantize else None,
                     "int8_per_channel": task.int8_per_channel if "int8" in quantize else None,
+                    "int8_float_ops": list(task.int8_float_ops) if "int8" in quantize else None,
                     "files": {
                         QUANTIZATIONS[mode]: _file_record(staging / QUANTIZATIONS[mode])
                         for mode in quantize
@@ -388,7 +396,7 @@ def _teacher_variants(
     path.write_bytes(convert(scratch / "saved_model", task.tflite_endpoints, "none"))
     variants = [
         _keras_variant(teacher_dir, task, spec, teacher, name="teacher keras"),
-        Variant("teacher tflite float32", str(teacher_dir), path.stat().st_size, TfliteModel(path)),
+        _tflite_variant("teacher tflite float32", path, str(teacher_dir)),
     ]
     adapter = student_task.teacher_inputs(student_spec, spec)
     if adapter is None:
@@ -430,8 +438,13 @@ def _artefacts(export_dir: Path, task: Task) -> list[Variant]:
         path = export_dir / filename
         if path.exists():
             name = "tflite " + ("float32" if mode == "none" else mode)
-            variants.append(Variant(name, filename, path.stat().st_size, TfliteModel(path)))
+            variants.append(_tflite_variant(name, path, filename))
     return variants
+
+
+def _tflite_variant(name: str, path: Path, file: str) -> Variant:
+    model = TfliteModel(path)
+    return Variant(name, file, path.stat().st_size, model, model.reference_ops)
 
 
 def _tensor_runner(function: Callable[..., dict[str, tf.Tensor]]) -> Runner:

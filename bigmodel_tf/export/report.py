@@ -27,18 +27,22 @@ LATENCY_BATCH = 32
 
 # The issue's targets for the quantised files, against the float32 TFLite file.
 INT8_SIZE_RATIO, FLOAT16_SIZE_RATIO, INT8_LATENCY_RATIO = 0.30, 0.55, 0.6
+# The report's rows for the TFLite files with int8 weights, which `recommend` chooses from.
+INTEGER_VARIANTS = ("tflite int8", "tflite dynamic")
 # A distilled student must be at least 4x smaller than its teacher.
 STUDENT_SIZE_RATIO = 0.25
 
 
 @dataclass
 class Variant:
-    """One artefact to measure: a name, its file (if any) and size, and how to run it."""
+    """One artefact to measure: a name, its file (if any) and size, and how to run it; for a
+    TFLite file, `{signature: {op: count}}` of its ops on reference kernels (not delegated)."""
 
     name: str
     file: str | None
     bytes: int
     run: Runner
+    reference_ops: dict[str, dict[str, int]] | None = None
 
 
 def median_latency_ms(run: Callable[[], Any], repeats: int) -> float:
@@ -86,6 +90,8 @@ def measure(
             "top1_agreement": float(np.mean(outputs.argmax(-1) == reference.argmax(-1))),
             "max_abs_diff": float(np.max(np.abs(outputs.astype(np.float64) - reference))),
         }
+        if variant.reference_ops is not None:
+            row["reference_ops"] = variant.reference_ops
         rows.append(row)
     if rounds:
         timed = latency_rounds(variants, predict, batches, rounds)
@@ -136,7 +142,17 @@ def _first_examples(batches: list[Batch], count: int) -> Batch:
         name: value if np.ndim(value) == 0 else np.concatenate([b[name] for b, _ in taken])[:count]
         for name, value in taken[0][0].items()
     }
+    inputs = {name: _read_only(value) for name, value in inputs.items()}
     return inputs, np.concatenate([targets for _, targets in taken])[:count]
+
+
+def _read_only(value: Any) -> Any:
+    """An array input, locked: every timed call gets the same inputs, and a runner may keep what it
+    made of a read-only array (a TFLite model its quantised integers) for the next call, as a
+    deployed model keeps its int8 state rather than converting it from float each step."""
+    if isinstance(value, np.ndarray):
+        value.flags.writeable = False
+    return value
 
 
 def check_targets(
@@ -158,7 +174,7 @@ def check_targets(
     if base and "tflite int8" in by_name:
         add("int8 size / float32 size", size_ratio("tflite int8"), INT8_SIZE_RATIO)
         if "latency_ms" in base:
-            latency = int8_latency_ratios(by_name["tflite int8"], base)
+            latency = latency_ratios(by_name["tflite int8"], base)
             add(
                 "int8 latency / float32 latency (1 example)",
                 statistics.median(latency),
@@ -168,21 +184,62 @@ def check_targets(
         student = 1 / size_ratio("teacher tflite float32")
         add("student size / teacher size (float32 TFLite)", student, STUDENT_SIZE_RATIO)
     if "tflite int8" in by_name:
-        change = by_name["tflite int8"][metric] - reference[metric]
-        worsening = -change if higher_is_better else change
-        # `+ 0.0` turns a -0.0 (no loss) into 0.0 for the report.
         label = f"{metric} {'lost' if higher_is_better else 'added'} by int8"
-        add(label, worsening + 0.0, int8_budget)
+        lost = _worsening(by_name["tflite int8"], reference, metric, higher_is_better)
+        add(label, lost, int8_budget)
     return checks
 
 
-def int8_latency_ratios(int8: dict[str, Any], float32: dict[str, Any]) -> list[float]:
-    """int8 / float32 latency of one example, per round when both rows have their rounds (the
-    two timed side by side), else the ratio of their medians."""
-    if "latency_rounds_ms" in int8 and "latency_rounds_ms" in float32:
-        pairs = zip(int8["latency_rounds_ms"]["1"], float32["latency_rounds_ms"]["1"], strict=True)
+def _worsening(row: dict[str, Any], reference: dict[str, Any], metric: str, higher: bool) -> float:
+    change = row[metric] - reference[metric]
+    # `+ 0.0` turns a -0.0 (no loss) into 0.0 for the report.
+    return (-change if higher else change) + 0.0
+
+
+def latency_ratios(row: dict[str, Any], float32: dict[str, Any]) -> list[float]:
+    """A variant's / float32's latency of one example, per round when both rows have their
+    rounds (the two timed side by side), else the ratio of their medians."""
+    if "latency_rounds_ms" in row and "latency_rounds_ms" in float32:
+        pairs = zip(row["latency_rounds_ms"]["1"], float32["latency_rounds_ms"]["1"], strict=True)
         return [a / b for a, b in pairs]
-    return [int8["latency_ms"]["1"] / float32["latency_ms"]["1"]]
+    return [row["latency_ms"]["1"] / float32["latency_ms"]["1"]]
+
+
+def recommend(
+    rows: list[dict[str, Any]], metric: str, higher_is_better: bool, budget: float
+) -> dict[str, Any] | None:
+    """The TFLite variant to ship: the fastest integer file (full int8 or dynamic range, both
+    ~4x smaller than float32) whose quality is within `budget` (the family's int8 budget) of the
+    first row's and whose latency of one example is at most the float32 file's (median of the
+    per-round ratios); else the float32 file. None without a float32 row."""
+    by_name = {row["variant"]: row for row in rows}
+    float32 = by_name.get("tflite float32")
+    if float32 is None:
+        return None
+
+    def ratio(row: dict[str, Any]) -> float | None:
+        if "latency_ms" not in row or "latency_ms" not in float32:
+            return None
+        return statistics.median(latency_ratios(row, float32))
+
+    def qualifies(row: dict[str, Any]) -> bool:
+        cost = _worsening(row, rows[0], metric, higher_is_better)
+        return cost <= budget and (ratio(row) is None or ratio(row) <= 1.0)
+
+    candidates = [by_name[name] for name in INTEGER_VARIANTS if name in by_name]
+    best = min(
+        (row for row in candidates if qualifies(row)),
+        key=lambda row: (ratio(row) or 0.0, row["bytes"]),
+        default=float32,
+    )
+    return {
+        "variant": best["variant"],
+        "file": best["file"],
+        "bytes": best["bytes"],
+        "latency_ratio": ratio(best),
+        "quality_cost": _worsening(best, rows[0], metric, higher_is_better),
+        "budget": budget,
+    }
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -212,4 +269,40 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.append(
             f"- {check['target']}: {check['value']:.4f} (limit {check['limit']}) — {verdict}"
         )
+    lines += _recommendation_lines(report.get("recommendation"), metric)
+    lines += _reference_ops_lines(report["rows"])
     return "\n".join(lines) + "\n"
+
+
+def _recommendation_lines(choice: dict[str, Any] | None, metric: str) -> list[str]:
+    if choice is None:
+        return []
+    latency = "" if choice["latency_ratio"] is None else f", {choice['latency_ratio']:.2f}x"
+    return [
+        "",
+        "## Variant to ship",
+        "",
+        f"**{choice['variant']}** (`{choice['file']}`, {choice['bytes'] / 1e6:.2f} MB"
+        f"{latency} the float32 file's latency, {metric} cost {choice['quality_cost']:.4f}): "
+        f"the fastest integer TFLite file (int8 or dynamic) within the {metric} budget "
+        f"({choice['budget']}) of the first row and no slower than float32, else float32.",
+    ]
+
+
+def _reference_ops_lines(rows: list[dict[str, Any]]) -> list[str]:
+    listed = [row for row in rows if "reference_ops" in row]
+    if not listed:
+        return []
+    lines = [
+        "",
+        "## Ops on reference kernels",
+        "",
+        "Ops that LiteRT's delegate (XNNPACK) did not take, so TFLite's slower reference kernels "
+        "run them:",
+        "",
+    ]
+    for row in listed:
+        for signature, ops in row["reference_ops"].items():
+            named = ", ".join(f"{op} ×{count}" for op, count in ops.items()) or "none"
+            lines.append(f"- {row['variant']} (`{signature}`): {named}")
+    return lines

@@ -11,6 +11,7 @@ from bigmodel_tf.data.subwords import PAD_ID, subword_examples
 from bigmodel_tf.export import QUANTIZATIONS, export, verify
 from bigmodel_tf.export.tflite import TfliteModel
 from bigmodel_tf.training import classify
+from bigmodel_tf.training.tasks import TRANSFORMER_FLOAT_OPS
 from bigmodel_tf.training.trainer import load_trained
 from tests.helpers import REPORT_VARIANTS
 
@@ -109,6 +110,27 @@ def test_int8_file_takes_token_ids(exported):
     model = TfliteModel(exported / "model_int8.tflite")
     assert model.inputs["tokens"]["token_ids"]["dtype"] == np.int32  # ids stay ids
     assert model.outputs["tokens"]["probabilities"]["dtype"] == np.int8
+
+
+def test_int8_file_keeps_what_xnnpack_runs_only_in_float_in_float(exported):
+    model = TfliteModel(exported / "model_int8.tflite")
+    assert not set(TRANSFORMER_FLOAT_OPS) & set(model.reference_ops["tokens"]), model.reference_ops
+    metadata = json.loads((exported / "metadata.json").read_text())
+    assert metadata["tflite"]["int8_float_ops"] == list(TRANSFORMER_FLOAT_OPS)
+
+
+def test_report_names_the_variant_to_ship_and_the_ops_on_reference_kernels(exported):
+    report = json.loads((exported / "report.json").read_text())
+    rows = {row["variant"]: row for row in report["rows"]}
+    assert [name for name, row in rows.items() if "reference_ops" in row] == [
+        name for name in rows if name.startswith("tflite ")
+    ]
+    assert all(set(rows[name]["reference_ops"]) == {"tokens"} for name in rows if "tflite" in name)
+    choice = report["recommendation"]
+    assert rows[choice["variant"]]["file"] == choice["file"]
+    assert choice["variant"] == "tflite float32" or choice["quality_cost"] <= 0.005
+    markdown = (exported / "report.md").read_text()
+    assert f"**{choice['variant']}**" in markdown and "## Ops on reference kernels" in markdown
 
 
 def test_report_measures_every_variant_on_the_test_split(trained_transformer, exported):

@@ -11,6 +11,7 @@ from bigmodel_tf import training
 from bigmodel_tf.data.text import char_streams
 from bigmodel_tf.export import QUANTIZATIONS, export, verify
 from bigmodel_tf.export.tflite import TfliteModel
+from bigmodel_tf.training.tasks import TRANSFORMER_FLOAT_OPS
 from bigmodel_tf.training.trainer import load_trained
 from tests.helpers import REPORT_VARIANTS
 
@@ -103,6 +104,16 @@ def test_every_variant_tracks_the_uncached_keras_pass_over_the_context(exported,
     assert agreement["int8"] >= INT8_AGREEMENT_FLOOR, agreement
 
 
+def test_a_fed_back_int8_cache_goes_in_as_the_integers_it_came_out_as(exported, keras_run):
+    config, spec, _ = keras_run
+    tokens, _ = char_streams(config.dataset, "test", spec, streams=4, steps=16)
+    model = TfliteModel(exported / "model_int8.tflite")
+    carried = stepped(model, tokens)
+    # A copy is not the array the model returned: it is quantised again, to the same integers.
+    copied = stepped(lambda inputs: model({k: np.array(v) for k, v in inputs.items()}), tokens)
+    np.testing.assert_array_equal(carried, copied)
+
+
 def test_report_measures_every_variant_on_the_test_streams(exported):
     report = json.loads((exported / "report.json").read_text())
     rows = {row["variant"]: row for row in report["rows"]}
@@ -111,6 +122,15 @@ def test_report_measures_every_variant_on_the_test_streams(exported):
     assert rows["tflite float32"]["max_abs_diff"] < FLOAT32_TOLERANCE
     for row in rows.values():
         assert 1.0 < row["loss"] < 3.0
+
+
+def test_int8_step_keeps_attention_on_xnnpack_and_the_report_says_what_to_ship(exported):
+    model = TfliteModel(exported / "model_int8.tflite")
+    assert not set(TRANSFORMER_FLOAT_OPS) & set(model.reference_ops["step"]), model.reference_ops
+    report = json.loads((exported / "report.json").read_text())
+    choice = report["recommendation"]
+    assert choice["variant"] == "tflite float32" or choice["quality_cost"] <= 0.05
+    assert "step" in {row["variant"]: row for row in report["rows"]}["tflite int8"]["reference_ops"]
 
 
 def test_verify_reproduces_the_report(exported):
