@@ -96,7 +96,8 @@ def test_quick_run_writes_every_figure_and_leaves_the_results_page_alone(tmp_pat
         ),
         (
             ("--family", "rnn"),
-            "--family 'rnn': choose from cnn, gru-lm, transformer, transformer-lm, seq2seq",
+            "--family 'rnn': choose from cnn, gru-lm, transformer, transformer-pretrained, "
+            "transformer-student, transformer-lm, seq2seq",
         ),
     ],
 )

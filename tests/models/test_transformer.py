@@ -14,6 +14,7 @@ from bigmodel_tf.models.transformer import (
     build_masked_lm,
 )
 from bigmodel_tf.models.transformer.classifier import PRESETS
+from bigmodel_tf.training import make_config
 from tests.helpers import assert_keras_file_round_trip
 
 VOCAB = 50
@@ -72,16 +73,20 @@ def test_config_round_trip_and_keras_file(classifier, tmp_path):
 
 
 def test_presets_build_and_count_their_weights():
-    for name, preset in PRESETS.items():
-        config = dataclasses.replace(TransformerClassifierConfig(), **preset)
-        model = build_classifier(config, vocabulary_size=8000, num_classes=2)
+    for name in PRESETS:
+        config = make_config("transformer", preset=name).model
+        vocabulary = config.vocabulary_size
+        model = build_classifier(config, vocabulary_size=vocabulary, num_classes=2)
         hidden, inner = config.hidden_dim, config.intermediate_dim
         block = 4 * (hidden * hidden + hidden) + 2 * hidden * inner + inner + hidden + 4 * hidden
-        positions = config.sequence_length * hidden if config.positions == "learned" else 0
-        expected = (
-            8000 * hidden + positions + config.num_layers * block + 2 * hidden + 2 * hidden + 2
-        )
+        learned = config.positions == "learned"
+        positions = (config.max_positions or config.sequence_length) * hidden if learned else 0
+        embeddings = vocabulary * hidden + positions + config.token_types * hidden
+        norms = 2 * hidden * (config.norm_first + config.embedding_norm)  # final, embeddings
+        expected = embeddings + config.num_layers * block + norms + 2 * hidden + 2
         assert model.count_params() == expected, name
+    minilm = make_config("transformer", preset="minilm").model
+    assert build_classifier(minilm, 30522, 2).count_params() == 22_566_146
 
 
 def test_fit_reduces_the_loss_on_a_repeated_batch():
