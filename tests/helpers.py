@@ -57,6 +57,7 @@ TINY_TRANSFORMER_LM = {
     "model.intermediate_dim": 128,
     "model.sequence_length": 64,
     "train.learning_rate": 0.005,
+    "train.batch_size": 64,
     "train.max_steps_per_epoch": 400,
     "train.jit_compile": True,
 }

@@ -37,8 +37,14 @@ class TrainConfig:
     learning_rate: float = option(1e-3, min=0.0, max=10.0)
     # Cosine decay to zero over the run is a robust default that needs no tuning of its own.
     lr_schedule: str = option("cosine", choices=("constant", "cosine"))
+    # Where the cosine decay ends, as a fraction of learning_rate (0: at zero). Ending above
+    # zero keeps the last steps learning (nanoGPT and Chinchilla decay to ~10%).
+    final_lr_fraction: float = option(0.0, min=0.0, max=1.0)
     warmup_epochs: float = option(0.0, min=0.0)
     weight_decay: float = option(0.0, min=0.0, max=1.0)
+    # Adam's second-moment decay: 0.999 averages over ~1,000 steps; 0.99 (nanoGPT's for small
+    # models) follows the gradient's scale faster when small batches make it noisy.
+    adam_beta_2: float = option(0.999, min=0.0, max=0.99999)
     # Rescales the whole gradient when its norm exceeds this (0: never); recurrent nets need it
     # against the occasional exploding gradient.
     global_clipnorm: float = option(0.0, min=0.0)

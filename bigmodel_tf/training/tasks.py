@@ -808,14 +808,21 @@ class TransformerLmTask(LanguageModelTask):
     config_class = transformer.TransformerLmConfig
     presets = transformer.causal_lm.PRESETS
     int8_float_ops = TRANSFORMER_FLOAT_OPS
+    # Many small steps beat few large ones on a time budget: 16 x 128 characters per step
+    # gives ~11,000 optimizer steps in 5 epochs (~25 min) where 64 x 256 gave 552 in 2.
     train_defaults = {
-        "epochs": 2,
-        "batch_size": 64,
+        "epochs": 5,
+        "batch_size": 16,
         "optimizer": "adamw",
-        "learning_rate": 1e-3,
+        "learning_rate": 2e-3,
         "weight_decay": 0.01,
-        "warmup_epochs": 0.1,
+        "warmup_epochs": 0.05,
+        # nanoGPT's small-model settings, each better at equal steps in our measurements.
+        "final_lr_fraction": 0.1,
+        "adam_beta_2": 0.99,
         "global_clipnorm": 1.0,
+        # XLA fuses the many small ops of a narrow model into fewer, larger kernels.
+        "jit_compile": True,
     }
 
     def prepare(self, config: RunConfig, run_dir: Path) -> CharSpec:

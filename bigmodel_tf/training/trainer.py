@@ -170,18 +170,19 @@ def make_optimizer(train: TrainConfig, steps_per_epoch: int) -> keras.optimizers
             initial_learning_rate=0.0 if warmup else train.learning_rate,
             decay_steps=total - warmup,
             # alpha=1 holds the rate constant after warm-up.
-            alpha=0.0 if train.lr_schedule == "cosine" else 1.0,
+            alpha=train.final_lr_fraction if train.lr_schedule == "cosine" else 1.0,
             warmup_target=train.learning_rate if warmup else None,
             warmup_steps=warmup,
         )
     clip = {"global_clipnorm": train.global_clipnorm or None}
+    adam = {"beta_2": train.adam_beta_2, **clip}
     if train.optimizer == "adamw":
-        return keras.optimizers.AdamW(learning_rate, weight_decay=train.weight_decay, **clip)
+        return keras.optimizers.AdamW(learning_rate, weight_decay=train.weight_decay, **adam)
     if train.optimizer == "sgd":
         return keras.optimizers.SGD(
             learning_rate, momentum=0.9, weight_decay=train.weight_decay or None, **clip
         )
-    return keras.optimizers.Adam(learning_rate, weight_decay=train.weight_decay or None, **clip)
+    return keras.optimizers.Adam(learning_rate, weight_decay=train.weight_decay or None, **adam)
 
 
 def _history_until(path: Path, epoch: int) -> list[dict[str, str]]:

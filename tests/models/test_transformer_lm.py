@@ -23,7 +23,7 @@ def tokens(shape, seed=0):
     return np.random.default_rng(seed).integers(0, VOCAB, shape).astype("int32")
 
 
-def tiny_model(positions: str) -> TransformerLanguageModel:
+def tiny_model(positions: str, **options) -> TransformerLanguageModel:
     keras.utils.set_random_seed(0)
     config = TransformerLmConfig(
         num_layers=2,
@@ -32,8 +32,13 @@ def tiny_model(positions: str) -> TransformerLanguageModel:
         intermediate_dim=16,
         positions=positions,
         sequence_length=CONTEXT,
+        **options,
     )
     return build_language_model(config, VOCAB)
+
+
+# GPT-2's arrangement: one matrix for input embeddings and output logits, its initialisation.
+GPT2 = {"tie_embeddings": True, "init_std": 0.02, "scale_embeddings": False}
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +46,12 @@ def model():
     return tiny_model("learned")
 
 
-@pytest.fixture(scope="module", params=["learned", "sinusoidal"])
+@pytest.fixture(scope="module", params=["learned", "sinusoidal", "tied"])
 def either(request):
-    """The model with each kind of positions, for what positions could break."""
+    """The model with each kind of positions, and with tied embeddings, for what they could
+    break."""
+    if request.param == "tied":
+        return tiny_model("learned", **GPT2)
     return tiny_model(request.param)
 
 
@@ -137,6 +145,33 @@ def test_config_round_trip_and_keras_file(model, tmp_path):
     assert clone.get_config() == model.get_config()
     assert clone.count_params() == model.count_params()
     assert_keras_file_round_trip(model, tokens((2, 9), seed=8), tmp_path)
+
+
+def test_tied_logits_read_the_token_embeddings(tmp_path):
+    tied = tiny_model("learned", **GPT2)
+    assert not any("logits" in w.path for w in tied.weights)
+    sequence = tokens((2, 7), seed=3)
+    features = np.asarray(tied.backbone(sequence))
+    embeddings = tied.backbone.token_embedding.embeddings.numpy()
+    expected = features @ embeddings.T + tied.logit_bias.numpy()
+    np.testing.assert_allclose(tied(sequence), expected, atol=1e-5)
+    assert tied.count_params() == tiny_model("learned").count_params() - 8 * VOCAB
+    assert_keras_file_round_trip(tied, sequence, tmp_path)
+
+
+def test_gpt2_initialisation_shrinks_the_residual_projections():
+    keras.utils.set_random_seed(0)
+    config = TransformerLmConfig(
+        num_layers=8, hidden_dim=64, intermediate_dim=256, sequence_length=64, init_std=0.02
+    )
+    backbone = build_language_model(config, 50).backbone
+    block = backbone.blocks[3]
+    for variable in (block.attention.query_dense.kernel, block.intermediate.kernel):
+        assert np.std(variable.numpy()) == pytest.approx(0.02, rel=0.05)
+    for variable in (block.attention.output_dense.kernel, block.output_dense.kernel):
+        assert np.std(variable.numpy()) == pytest.approx(0.02 / 4, rel=0.05)  # 1/√(2·8)
+    assert np.std(backbone.token_embedding.embeddings.numpy()) == pytest.approx(0.02, rel=0.1)
+    assert not np.any(block.intermediate.bias.numpy())
 
 
 def test_fit_reduces_the_loss_on_a_repeated_batch():

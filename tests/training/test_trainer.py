@@ -12,6 +12,7 @@ import pytest
 
 from bigmodel_tf import training
 from bigmodel_tf.errors import UserError
+from bigmodel_tf.training.trainer import make_optimizer
 from tests.helpers import TINY_CNN, cli_args, run_cli
 
 
@@ -109,3 +110,20 @@ def backed_up(metadata) -> dict:
         return json.loads(metadata.read_text())
     except (OSError, ValueError):
         return {}
+
+
+def test_optimizer_warms_up_then_decays_to_its_final_fraction():
+    train = training.TrainConfig(
+        epochs=2,
+        optimizer="adamw",
+        learning_rate=2e-3,
+        warmup_epochs=0.5,
+        final_lr_fraction=0.1,
+        adam_beta_2=0.99,
+    )
+    optimizer = make_optimizer(train, steps_per_epoch=10)
+    schedule = optimizer._learning_rate  # the schedule; `learning_rate` is its current value
+    assert optimizer.beta_2 == 0.99
+    assert float(schedule(0)) == 0.0
+    assert float(schedule(5)) == pytest.approx(2e-3)
+    assert float(schedule(20)) == pytest.approx(2e-4)

@@ -54,6 +54,10 @@ class BackboneConfig:
     embedding_norm: bool = option(False)
     # Segment (token type) embeddings, BERT's sentence A/B; 0 for none. Inputs use type 0.
     token_types: int = option(0, min=0, max=16)
+    # 0 keeps Keras' initialisers (Glorot-uniform kernels). GPT-2 draws every kernel and
+    # embedding from N(0, init_std²) and shrinks the residual branches' output projections by
+    # 1/√(2·num_layers), so the residual stream's variance does not grow with depth.
+    init_std: float = option(0.0, min=0.0, max=1.0)
 
 
 def build_backbone(
@@ -77,6 +81,7 @@ def build_backbone(
         scale_embeddings=config.scale_embeddings,
         embedding_norm=config.embedding_norm,
         token_types=config.token_types,
+        init_std=config.init_std,
         name="backbone",
     )
 
@@ -116,6 +121,8 @@ class TransformerBackbone(keras.layers.Layer):
         embedding_norm: bool. LayerNorm over the summed embeddings. Defaults to `False`.
         token_types: int. Token type embeddings (every input is type 0); 0 for none.
             Defaults to 0.
+        init_std: float. GPT-2's initialisation with this standard deviation (see
+            `BackboneConfig.init_std`); 0 for Keras' initialisers. Defaults to 0.
 
     Call arguments:
         token_ids: int tensor `(batch, time)`.
@@ -146,6 +153,7 @@ class TransformerBackbone(keras.layers.Layer):
         scale_embeddings: bool = True,
         embedding_norm: bool = False,
         token_types: int = 0,
+        init_std: float = 0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -167,6 +175,7 @@ class TransformerBackbone(keras.layers.Layer):
         self.scale_embeddings = scale_embeddings
         self.embedding_norm = embedding_norm
         self.token_types = token_types
+        self.init_std = init_std
 
     @property
     def cache_shape(self) -> tuple[int, ...]:
@@ -222,6 +231,30 @@ class TransformerBackbone(keras.layers.Layer):
                 epsilon=self.layer_norm_epsilon, name="final_norm", **common
             )
             self.final_norm.build(features)
+        if self.init_std:
+            self._initialise_as_gpt2()
+
+    def _initialise_as_gpt2(self):
+        """Redraws the kernels and embeddings from N(0, init_std²), the residual branches' output
+        projections from N(0, init_std² / (2·num_layers)); biases and LayerNorms keep theirs."""
+        residual_std = self.init_std / math.sqrt(2 * self.num_layers)
+        variables = [(self.token_embedding.embeddings, self.init_std)]
+        if self.positions == "learned":
+            variables.append((self.position.embeddings, self.init_std))
+        if self.token_type_embedding is not None:
+            variables.append((self.token_type_embedding.embeddings, self.init_std))
+        for block in self.blocks:
+            attention = block.attention
+            variables += [
+                (attention.query_dense.kernel, self.init_std),
+                (attention.key_dense.kernel, self.init_std),
+                (attention.value_dense.kernel, self.init_std),
+                (attention.output_dense.kernel, residual_std),
+                (block.intermediate.kernel, self.init_std),
+                (block.output_dense.kernel, residual_std),
+            ]
+        for variable, std in variables:
+            variable.assign(keras.random.normal(variable.shape, stddev=std, dtype=variable.dtype))
 
     def call(self, token_ids, padding_mask=None, cache=None, cache_index=None, training=None):
         x = self.token_embedding(token_ids)  # (batch, time, hidden)
@@ -273,6 +306,7 @@ class TransformerBackbone(keras.layers.Layer):
                 "scale_embeddings": self.scale_embeddings,
                 "embedding_norm": self.embedding_norm,
                 "token_types": self.token_types,
+                "init_std": self.init_std,
             }
         )
         return config

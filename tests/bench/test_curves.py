@@ -1,0 +1,32 @@
+"""Learning curves read from a run's TensorBoard logs and drawn against wall time."""
+
+import numpy as np
+import pytest
+
+from bigmodel_tf.bench.curves import plot_learning_curves, read_curve
+from bigmodel_tf.errors import UserError
+from bigmodel_tf.io import read_json
+
+
+def test_a_runs_curve_is_its_epochs_losses_against_minutes(trained_gru_lm, tmp_path):
+    curve = read_curve(trained_gru_lm)
+    history = np.genfromtxt(trained_gru_lm / "history.csv", delimiter=",", names=True)
+    assert len(curve.minutes) == history.size == 1
+    np.testing.assert_allclose(curve.validation, np.atleast_1d(history["val_loss"]), rtol=1e-5)
+    np.testing.assert_allclose(curve.train, np.atleast_1d(history["loss"]), rtol=1e-5)
+    seconds = read_json(trained_gru_lm / "metrics.json")["train_seconds_this_invocation"]
+    # The writer opens at whole seconds, before the first step.
+    assert seconds / 60 - 0.1 < curve.minutes[0] < seconds / 60 + 1.1
+    assert curve.test == read_json(trained_gru_lm / "metrics.json")["test"]["loss"]
+
+    path = plot_learning_curves({"GRU": curve}, tmp_path / "curves.png", ylabel="nats", target=2)
+    from matplotlib import image
+
+    pixels = image.imread(path)
+    assert pixels.shape[0] > 300 and pixels[..., :3].std() > 0.05  # drawn, not blank
+    assert [p.name for p in tmp_path.iterdir()] == ["curves.png"]  # no partial file left
+
+
+def test_a_run_without_logs_is_one_clear_error(tmp_path):
+    with pytest.raises(UserError, match="no epoch_loss"):
+        read_curve(tmp_path)
