@@ -12,6 +12,7 @@ from bigmodel_tf.data.transduction import reference_batches
 from bigmodel_tf.export import QUANTIZATIONS, export, verify
 from bigmodel_tf.export.tflite import TfliteModel
 from bigmodel_tf.models.seq2seq_decoding import greedy_decode
+from bigmodel_tf.registry import serving_for
 from bigmodel_tf.training.trainer import load_trained
 
 # Minutes on 2 cores (four conversions, then every variant decodes the test split step by step):
@@ -79,18 +80,19 @@ def test_savedmodel_transduce_refuses_a_zero_beam(exported):
 def agreement(exported, keras_run) -> dict[str, float]:
     """Per TFLite file, the share of the first 200 test words it decodes (greedily, through
     `encode` and `step`) exactly as Keras' compiled greedy loop does."""
-    config, task, spec, model = keras_run
+    config, _, spec, model = keras_run
+    serving = serving_for(config.family)
     batches = list(
         reference_batches(config.dataset, "test", spec, PARITY_WORDS).take(1).as_numpy_iterator()
     )
     ((source, _),) = batches
     expected = np.asarray(greedy_decode(model, source, spec.max_target_length + 1))
     inputs = [({"source": source}, targets) for source, targets in batches]
-    keras_outputs, _ = task.predict(_keras_endpoints(task, model, spec), inputs)
+    keras_outputs, _ = serving.predict(_keras_endpoints(serving, model, spec), inputs)
     assert np.array_equal(keras_outputs.argmax(-1), expected)  # the endpoints are the model
     rates = {}
     for mode, name in QUANTIZATIONS.items():
-        outputs, _ = task.predict(TfliteModel(exported / name), inputs)
+        outputs, _ = serving.predict(TfliteModel(exported / name), inputs)
         rates[mode] = float(np.mean(np.all(outputs.argmax(-1) == expected, axis=1)))
     return rates
 
@@ -109,8 +111,8 @@ def test_full_int8_greedy_decoding_matches_keras(agreement):
     assert agreement["int8"] >= 0.85, agreement
 
 
-def _keras_endpoints(task, model, spec):
-    endpoints = task.serving_endpoints(model, spec)
+def _keras_endpoints(serving, model, spec):
+    endpoints = serving.serving_endpoints(model, spec)
 
     def run(inputs):
         name = "encode" if set(inputs) == {"source"} else "step"

@@ -10,8 +10,8 @@ import tensorflow as tf
 from bigmodel_tf.data.subwords import PAD_ID, subword_examples
 from bigmodel_tf.export import QUANTIZATIONS, export, verify
 from bigmodel_tf.export.tflite import TfliteModel
+from bigmodel_tf.families.transformer.serving import TRANSFORMER_FLOAT_OPS
 from bigmodel_tf.training import classify
-from bigmodel_tf.training.tasks import TRANSFORMER_FLOAT_OPS
 from bigmodel_tf.training.trainer import load_trained
 from tests.helpers import REPORT_VARIANTS
 

@@ -11,7 +11,7 @@ from bigmodel_tf import training
 from bigmodel_tf.data.text import char_streams
 from bigmodel_tf.export import QUANTIZATIONS, export, verify
 from bigmodel_tf.export.tflite import TfliteModel
-from bigmodel_tf.training.tasks import TRANSFORMER_FLOAT_OPS
+from bigmodel_tf.families.transformer.serving import TRANSFORMER_FLOAT_OPS
 from bigmodel_tf.training.trainer import load_trained
 from tests.helpers import REPORT_VARIANTS
 

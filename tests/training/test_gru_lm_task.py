@@ -13,11 +13,11 @@ from bigmodel_tf import training
 from bigmodel_tf.data.pipeline import evaluation_batches
 from bigmodel_tf.data.text import CharSpec, char_examples
 from bigmodel_tf.errors import UserError
+from bigmodel_tf.registry import serving_for, task_for
 from bigmodel_tf.training.language_model import BitsPerCharacter
-from bigmodel_tf.training.tasks import TASKS
 from bigmodel_tf.training.trainer import load_trained
 
-TASK = TASKS["gru-lm"]
+TASK, SERVING = task_for("gru-lm"), serving_for("gru-lm")
 
 
 def test_one_tiny_epoch_learns_more_than_character_pairs(trained_gru_lm):
@@ -110,7 +110,7 @@ def test_predict_carries_every_layers_state_through_the_step_endpoint():
     )
     spec = CharSpec(("[UNK]", "a", "b", "c"), 0, 10)
     model = TASK.build_model(config, spec)
-    step, signature = TASK.serving_endpoints(model, spec)["step"]
+    step, signature = SERVING.serving_endpoints(model, spec)["step"]
     assert [s.name for s in signature] == ["token", "state_1", "state_2"]
     names = [s.name for s in signature[1:]]
     tokens = np.random.default_rng(0).integers(0, 4, (3, 7)).astype("int32")  # (streams, time)
@@ -124,7 +124,7 @@ def test_predict_carries_every_layers_state_through_the_step_endpoint():
         outputs = step(*(inputs[s.name] for s in signature))
         return {name: np.asarray(value) for name, value in outputs.items()}
 
-    logits, targets = TASK.predict(run, batches)
+    logits, targets = SERVING.predict(run, batches)
     expected = np.asarray(model(tokens)).transpose(1, 0, 2).reshape(-1, 4)  # time-major rows
     np.testing.assert_allclose(logits, expected, atol=1e-5)
     np.testing.assert_array_equal(targets, tokens.T.reshape(-1))
@@ -132,7 +132,7 @@ def test_predict_carries_every_layers_state_through_the_step_endpoint():
 
 def test_quality_is_cross_entropy_in_nats_and_bits():
     logits = np.log(np.array([[0.5, 0.25, 0.25], [0.1, 0.1, 0.8]]))
-    quality = TASK.quality(logits, np.array([0, 2]))
+    quality = SERVING.quality(logits, np.array([0, 2]))
     expected = -(np.log(0.5) + np.log(0.8)) / 2
     assert quality["loss"] == pytest.approx(expected)
     assert quality["bits_per_char"] == pytest.approx(expected / np.log(2))

@@ -9,7 +9,7 @@ import pytest
 from bigmodel_tf import training
 from bigmodel_tf.errors import UserError
 from bigmodel_tf.export import export
-from bigmodel_tf.training.tasks import TASKS
+from bigmodel_tf.registry import task_for
 from tests.helpers import TINY_TRANSFORMER
 
 ARCHITECTURE = {k: v for k, v in TINY_TRANSFORMER.items() if k.startswith("model.")}
@@ -35,7 +35,7 @@ def test_pretraining_learns_to_fill_in_masked_subwords(pretrained):
 
 
 def test_only_the_masked_positions_are_predicted(pretrained):
-    config, task = training.load_run(pretrained), TASKS["transformer-mlm"]
+    config, task = training.load_run(pretrained), task_for("transformer-mlm")
     spec = task.prepare(config, pretrained)
     inputs, targets, weights = next(
         iter(task.batcher(config, spec, 16)(task.examples(config, "validation", spec)))

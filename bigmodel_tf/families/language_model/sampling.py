@@ -12,10 +12,11 @@ from pathlib import Path
 
 from bigmodel_tf.data.text import OOV_TOKEN, char_lookup, ids_to_text, text_to_ids
 from bigmodel_tf.errors import UserError
+from bigmodel_tf.families.language_model.task import LanguageModelTask
 from bigmodel_tf.models.generation import generate
+from bigmodel_tf.registry import task_for, tasks
 from bigmodel_tf.training.language_model import EMPTY_PROMPT
-from bigmodel_tf.training.tasks import TASKS, LanguageModelTask
-from bigmodel_tf.training.trainer import load_run, load_trained, task_for
+from bigmodel_tf.training.trainer import load_run, load_trained
 
 
 def generate_text(
@@ -51,7 +52,7 @@ def generate_text(
     """
     family = load_run(run_dir).family
     if not isinstance(task_for(family), LanguageModelTask):
-        models = ", ".join(f for f, task in TASKS.items() if isinstance(task, LanguageModelTask))
+        models = ", ".join(f for f, task in tasks().items() if isinstance(task, LanguageModelTask))
         raise UserError(
             f"{run_dir} is a {family!r} run; text comes from a language model ({models})"
         )

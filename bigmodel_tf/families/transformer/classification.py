@@ -15,7 +15,7 @@ from typing import Any
 import tensorflow as tf
 
 from bigmodel_tf.errors import UserError
-from bigmodel_tf.training.tasks import TransformerClassifierTask
+from bigmodel_tf.families.transformer.classifier_task import TransformerClassifierTask
 from bigmodel_tf.training.text_classifier import TextClassifier
 from bigmodel_tf.training.trainer import load_run, load_trained
 

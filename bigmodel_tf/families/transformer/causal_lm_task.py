@@ -1,0 +1,42 @@
+"""The decoder-only Transformer language model's training task."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+
+from bigmodel_tf import registry
+from bigmodel_tf.data.text import CharSpec
+from bigmodel_tf.families.language_model.task import LanguageModelTask
+from bigmodel_tf.families.transformer.checks import check_heads
+from bigmodel_tf.families.transformer.serving import CausalLmServing
+from bigmodel_tf.models import transformer
+from bigmodel_tf.training.config import RunConfig
+
+
+class TransformerLmTask(LanguageModelTask):
+    """Character-level language modelling with the decoder-only `TransformerLanguageModel`."""
+
+    family = "transformer-lm"
+    config_class = transformer.TransformerLmConfig
+    presets = transformer.causal_lm.PRESETS
+    train_defaults = {
+        "epochs": 2,
+        "batch_size": 64,
+        "optimizer": "adamw",
+        "learning_rate": 1e-3,
+        "weight_decay": 0.01,
+        "warmup_epochs": 0.1,
+        "global_clipnorm": 1.0,
+    }
+
+    def prepare(self, config: RunConfig, run_dir: Path) -> CharSpec:
+        check_heads(config)
+        return super().prepare(config, run_dir)
+
+    def build_model(self, config: RunConfig, spec: CharSpec) -> keras.Model:
+        return transformer.build_language_model(config.model, spec.vocabulary_size)
+
+
+registry.register(TransformerLmTask(), CausalLmServing())
