@@ -63,7 +63,7 @@ TINY_TRANSFORMER_LM = {
 
 # A one-layer bi-GRU of 32 units a direction, 300 steps on CMUdict (with the default label
 # smoothing): token accuracy 0.79 and greedy PER 0.29 in 23–44 s of training, measured (see
-# test_seq2seq_task.py).
+# tests/families/seq2seq/test_task.py).
 TINY_SEQ2SEQ = {
     "model.embedding_dim": 16,
     "model.units": 32,

@@ -30,7 +30,7 @@ def __getattr__(name: str) -> Any:
 
         return generate_text
     if name == "transduce":
-        from bigmodel_tf.training.transduction import transduce
+        from bigmodel_tf.families.seq2seq.transduction import transduce
 
         return transduce
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

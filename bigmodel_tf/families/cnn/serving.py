@@ -7,8 +7,8 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from bigmodel_tf.data.images import ImageSpec, image_examples, normalize_images
 from bigmodel_tf.export.serving import ClassificationServing
+from bigmodel_tf.families.cnn.data import ImageSpec, image_examples, normalize_images
 from bigmodel_tf.training.config import RunConfig
 
 

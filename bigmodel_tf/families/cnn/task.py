@@ -9,10 +9,10 @@ import keras
 import tensorflow as tf
 
 from bigmodel_tf import registry
-from bigmodel_tf.data.images import ImageSpec, image_batcher, image_examples, image_spec
 from bigmodel_tf.data.pipeline import Batcher
+from bigmodel_tf.families.cnn import model as cnn
+from bigmodel_tf.families.cnn.data import ImageSpec, image_batcher, image_examples, image_spec
 from bigmodel_tf.families.cnn.serving import CnnServing
-from bigmodel_tf.models import cnn
 from bigmodel_tf.training.config import RunConfig
 from bigmodel_tf.training.task import TrainingTask
 

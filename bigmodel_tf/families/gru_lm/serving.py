@@ -8,8 +8,8 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from bigmodel_tf.data.text import CharSpec
 from bigmodel_tf.export.serving import TOKEN, state_names
+from bigmodel_tf.families.language_model.data import CharSpec
 from bigmodel_tf.families.language_model.serving import LanguageModelServing
 from bigmodel_tf.training.config import RunConfig
 

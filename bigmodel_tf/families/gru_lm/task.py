@@ -5,10 +5,10 @@ from __future__ import annotations
 import keras
 
 from bigmodel_tf import registry
-from bigmodel_tf.data.text import CharSpec
+from bigmodel_tf.families.gru_lm import model as gru_lm
 from bigmodel_tf.families.gru_lm.serving import GruLmServing
+from bigmodel_tf.families.language_model.data import CharSpec
 from bigmodel_tf.families.language_model.task import LanguageModelTask
-from bigmodel_tf.models import gru_lm
 from bigmodel_tf.training.config import RunConfig
 
 

@@ -10,12 +10,17 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from bigmodel_tf.data.text import OOV_TOKEN, char_lookup, ids_to_text, text_to_ids
 from bigmodel_tf.errors import UserError
+from bigmodel_tf.families.language_model.components import EMPTY_PROMPT
+from bigmodel_tf.families.language_model.data import (
+    OOV_TOKEN,
+    char_lookup,
+    ids_to_text,
+    text_to_ids,
+)
+from bigmodel_tf.families.language_model.generation import generate
 from bigmodel_tf.families.language_model.task import LanguageModelTask
-from bigmodel_tf.models.generation import generate
 from bigmodel_tf.registry import task_for, tasks
-from bigmodel_tf.training.language_model import EMPTY_PROMPT
 from bigmodel_tf.training.trainer import load_run, load_trained
 
 

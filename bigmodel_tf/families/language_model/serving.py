@@ -11,10 +11,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bigmodel_tf.data.text import CharSpec, char_streams
 from bigmodel_tf.export.serving import ServingTask, specs_json
+from bigmodel_tf.families.language_model.components import TextGenerator
+from bigmodel_tf.families.language_model.data import CharSpec, char_streams
 from bigmodel_tf.training.config import RunConfig
-from bigmodel_tf.training.language_model import TextGenerator
 
 # Characters each parallel stream predicts in the export report and in int8 calibration: twice
 # the GRU's default training window, so that quality includes what generation relies on, states

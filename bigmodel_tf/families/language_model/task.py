@@ -9,9 +9,9 @@ import keras
 import tensorflow as tf
 
 from bigmodel_tf.data.pipeline import Batcher
-from bigmodel_tf.data.text import CharSpec, char_examples, char_spec
+from bigmodel_tf.families.language_model.components import BitsPerCharacter, TextSample
+from bigmodel_tf.families.language_model.data import CharSpec, char_examples, char_spec
 from bigmodel_tf.training.config import RunConfig
-from bigmodel_tf.training.language_model import BitsPerCharacter, TextSample
 from bigmodel_tf.training.task import TrainingTask
 
 

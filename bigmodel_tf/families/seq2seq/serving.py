@@ -9,7 +9,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bigmodel_tf.data.transduction import (
+from bigmodel_tf.export.serving import TOKEN, ServingTask, specs_json, state_names
+from bigmodel_tf.families.seq2seq.data import (
     END_ID,
     OOV_ID,
     PAD_ID,
@@ -17,9 +18,8 @@ from bigmodel_tf.data.transduction import (
     Seq2SeqSpec,
     reference_batches,
 )
-from bigmodel_tf.export.serving import TOKEN, ServingTask, specs_json, state_names
+from bigmodel_tf.families.seq2seq.transduction import Transducer, UnrolledEncoder, error_rates
 from bigmodel_tf.training.config import RunConfig
-from bigmodel_tf.training.transduction import Transducer, UnrolledEncoder, error_rates
 
 
 class Seq2SeqServing(ServingTask):

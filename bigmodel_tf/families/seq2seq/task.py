@@ -10,22 +10,22 @@ import tensorflow as tf
 
 from bigmodel_tf import registry
 from bigmodel_tf.data.pipeline import Batcher
-from bigmodel_tf.data.transduction import (
+from bigmodel_tf.families.seq2seq import model as seq2seq
+from bigmodel_tf.families.seq2seq.data import (
     Seq2SeqSpec,
     transduction_batcher,
     transduction_examples,
     transduction_spec,
 )
 from bigmodel_tf.families.seq2seq.serving import Seq2SeqServing
-from bigmodel_tf.models import seq2seq
-from bigmodel_tf.training.config import RunConfig
-from bigmodel_tf.training.task import TrainingTask
-from bigmodel_tf.training.transduction import (
+from bigmodel_tf.families.seq2seq.transduction import (
     MaskedAccuracy,
     MaskedCrossentropy,
     TransductionSample,
     split_error_rates,
 )
+from bigmodel_tf.training.config import RunConfig
+from bigmodel_tf.training.task import TrainingTask
 
 
 class Seq2SeqTask(TrainingTask):

@@ -7,11 +7,11 @@ from pathlib import Path
 import keras
 
 from bigmodel_tf import registry
-from bigmodel_tf.data.text import CharSpec
+from bigmodel_tf.families import transformer
+from bigmodel_tf.families.language_model.data import CharSpec
 from bigmodel_tf.families.language_model.task import LanguageModelTask
 from bigmodel_tf.families.transformer.checks import check_heads
 from bigmodel_tf.families.transformer.serving import CausalLmServing
-from bigmodel_tf.models import transformer
 from bigmodel_tf.training.config import RunConfig
 
 

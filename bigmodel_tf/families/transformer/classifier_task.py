@@ -14,7 +14,10 @@ import tensorflow as tf
 
 from bigmodel_tf import registry
 from bigmodel_tf.data.pipeline import Batcher
-from bigmodel_tf.data.subwords import (
+from bigmodel_tf.errors import UserError
+from bigmodel_tf.families import transformer
+from bigmodel_tf.families.transformer.checks import check_heads
+from bigmodel_tf.families.transformer.data import (
     VOCABULARY_FILE,
     Retokenizer,
     SubwordSpec,
@@ -23,19 +26,16 @@ from bigmodel_tf.data.subwords import (
     subword_spec,
     token_batcher,
 )
-from bigmodel_tf.errors import UserError
-from bigmodel_tf.families.transformer.checks import check_heads
 from bigmodel_tf.families.transformer.masked_lm_task import TransformerMlmTask
-from bigmodel_tf.families.transformer.serving import ClassifierServing
-from bigmodel_tf.io import read_json, write_json
-from bigmodel_tf.models import transformer
-from bigmodel_tf.models.transformer.pretrained import (
+from bigmodel_tf.families.transformer.pretrained import (
     Checkpoint,
     load_checkpoint,
     load_weights,
     principal_projection,
     word_vectors,
 )
+from bigmodel_tf.families.transformer.serving import ClassifierServing
+from bigmodel_tf.io import read_json, write_json
 from bigmodel_tf.training.config import RunConfig
 from bigmodel_tf.training.task import TrainingTask
 

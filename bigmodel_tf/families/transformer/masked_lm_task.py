@@ -10,15 +10,15 @@ import tensorflow as tf
 
 from bigmodel_tf import registry
 from bigmodel_tf.data.pipeline import Batcher
-from bigmodel_tf.data.subwords import (
+from bigmodel_tf.families import transformer
+from bigmodel_tf.families.transformer.checks import check_heads
+from bigmodel_tf.families.transformer.data import (
     SubwordSpec,
     mask_tokens,
     subword_examples,
     subword_spec,
     token_batcher,
 )
-from bigmodel_tf.families.transformer.checks import check_heads
-from bigmodel_tf.models import transformer
 from bigmodel_tf.training.config import RunConfig
 from bigmodel_tf.training.task import TrainingTask
 

@@ -9,12 +9,12 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from bigmodel_tf.data.subwords import PAD_ID, SubwordSpec, subword_examples
 from bigmodel_tf.export.serving import TOKEN, ClassificationServing, specs_json
+from bigmodel_tf.families import transformer
 from bigmodel_tf.families.language_model.serving import STREAM_STEPS, LanguageModelServing
-from bigmodel_tf.models import transformer
+from bigmodel_tf.families.transformer.data import PAD_ID, SubwordSpec, subword_examples
+from bigmodel_tf.families.transformer.text_classifier import TextClassifier
 from bigmodel_tf.training.config import RunConfig
-from bigmodel_tf.training.text_classifier import TextClassifier
 
 # The Transformer ops that LiteRT's XNNPACK (x86) runs only in float, kept in float in the int8
 # files: int8 they would run on reference kernels, slower than float32 on XNNPACK. Attention's
