@@ -19,14 +19,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bigmodel_tf.data import load
+from bigmodel_tf.data import VOCABULARY_FILE, load
 from bigmodel_tf.errors import UserError
 from bigmodel_tf.io import read_json, write_json
 
 OOV_TOKEN = "[UNK]"
 # StringLookup with one OOV index and no mask token puts the OOV token first.
 OOV_ID = 0
-VOCABULARY_FILE = "vocabulary.json"
 
 
 @dataclass(frozen=True)

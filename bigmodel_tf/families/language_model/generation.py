@@ -18,7 +18,6 @@ where `token` is `(batch,)` ids and `state` any nest of tensors of fixed shapes.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable, Sequence
 
 import keras
@@ -26,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from bigmodel_tf.compiled import compiled_loop
 from bigmodel_tf.errors import UserError
 
 # Bounds `length` in `generate()`: the id buffer is `(batch, length)`; larger values are typos.
@@ -130,35 +130,21 @@ def _run_loop(model, prompt_ids, length, temperature, seed, top_k, top_p, *, rer
     return ids[0] if single else ids
 
 
-# model -> {(rerun_prefix, top_k, top_p): compiled loop}. Weak keys: the cache must not keep
-# models alive, so the loops reach their model through a weak reference as well.
-_COMPILED_LOOPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# One trace serves every prompt shape, length, temperature and seed; top_k and top_p fix shapes,
+# so they are part of the key.
+_SIGNATURE = [
+    tf.TensorSpec((None, None), tf.int32, name="prompt"),
+    tf.TensorSpec((), tf.int32, name="length"),
+    tf.TensorSpec((), tf.float32, name="temperature"),
+    tf.TensorSpec((), tf.int32, name="seed"),
+]
 
 
 def _compiled_loop(model, rerun_prefix: bool, top_k, top_p) -> Callable:
-    loops = _COMPILED_LOOPS.setdefault(model, {})
-    key = (rerun_prefix, top_k, top_p)
-    if key not in loops:
-        model_ref = weakref.ref(model)
+    def loop(model, prompt, length, temperature, seed):
+        return _sample_loop(model, prompt, length, temperature, seed, rerun_prefix, top_k, top_p)
 
-        def loop(prompt, length, temperature, seed):
-            return _sample_loop(
-                model_ref(), prompt, length, temperature, seed, rerun_prefix, top_k, top_p
-            )
-
-        # tf.function because Keras 3 has no backend-neutral way to compile a free function
-        # (keras-hub's CausalLM does the same). The signature makes one trace serve every prompt
-        # shape, length, temperature and seed; top_k and top_p fix shapes, so they are the key.
-        loops[key] = tf.function(
-            loop,
-            input_signature=[
-                tf.TensorSpec((None, None), tf.int32, name="prompt"),
-                tf.TensorSpec((), tf.int32, name="length"),
-                tf.TensorSpec((), tf.float32, name="temperature"),
-                tf.TensorSpec((), tf.int32, name="seed"),
-            ],
-        )
-    return loops[key]
+    return compiled_loop(model, ("sample", rerun_prefix, top_k, top_p), loop, _SIGNATURE)
 
 
 def _sample_loop(model, prompt, length, temperature, seed, rerun_prefix, top_k, top_p):

@@ -21,7 +21,8 @@ from bigmodel_tf.bench.harness import (
     timed_rounds,
 )
 from bigmodel_tf.bench.results import Figure, summarise
-from bigmodel_tf.families.seq2seq.data import PAD_ID, reference_batches
+from bigmodel_tf.data import PAD_ID
+from bigmodel_tf.families.seq2seq.data import reference_batches
 from bigmodel_tf.families.seq2seq.decoding import beam_decode, decode_step_by_step, greedy_decode
 from bigmodel_tf.registry import serving_for
 from bigmodel_tf.training.trainer import load_trained

@@ -27,14 +27,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bigmodel_tf.data import PAIRS_PREFIX, load
+from bigmodel_tf.data import PAD_ID, PAIRS_PREFIX, VOCABULARY_FILE, load
 from bigmodel_tf.data.pipeline import AUTOTUNE
 from bigmodel_tf.errors import UserError
 from bigmodel_tf.io import read_json, write_json
 
 PAD_TOKEN, OOV_TOKEN, START_TOKEN, END_TOKEN = "", "[UNK]", "<s>", "</s>"
-PAD_ID, OOV_ID, START_ID, END_ID = 0, 1, 2, 3
-VOCABULARY_FILE = "vocabulary.json"
+OOV_ID, START_ID, END_ID = 1, 2, 3  # after PAD_ID, 0
 # A `pairs:PATH` file's splits.
 PAIRS_SPLITS = ("train", "validation", "test")
 # CMUdict's most pronunciations of one word (`reference_batches` keeps no more).

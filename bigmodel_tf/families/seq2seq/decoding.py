@@ -5,29 +5,54 @@
     >>> ids = beam_decode(model, source_ids, 33, beam_width=5)          # the same layout
 
 Outputs hold each example's tokens, its end id, then padding (id 0). Padding, OOV and start ids
-are never predicted. `decode_step_by_step` is the Python-loop baseline (one eager model call per
-step) that tests and benchmarks compare the compiled loops with.
+are never predicted (`rule_out_special`). `greedy_steps` is the same greedy rule as a Python loop
+over any step function: `decode_step_by_step` runs it over the eager model (the baseline tests
+and benchmarks compare the compiled loops with), the export report over exported endpoints.
 """
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from bigmodel_tf.families.seq2seq.data import END_ID, PAD_ID, START_ID
+from bigmodel_tf.compiled import compiled_loop
+from bigmodel_tf.data import PAD_ID
+from bigmodel_tf.families.seq2seq.data import END_ID, START_ID
 from bigmodel_tf.families.seq2seq.model import Seq2Seq
 
 # Finite, not -inf: -inf - -inf would be NaN where a score is compared with another.
 NEG_INF = -1e9
 
 
-def _allowed(logits):
-    """`(rows, vocab)` logits with padding, OOV and start (ids below `END_ID`) ruled out."""
+def rule_out_special(logits):
+    """`(rows, vocab)` logits with padding, OOV and start (ids below `END_ID`) ruled out: the
+    one rule for which ids a decoder may predict."""
     return ops.where(ops.arange(ops.shape(logits)[-1]) >= END_ID, logits, NEG_INF)
+
+
+def greedy_steps(
+    step: Callable[[np.ndarray], np.ndarray], batch: int, max_steps: int
+) -> np.ndarray:
+    """Greedy decoding as a Python loop: `step(token)` takes the `(batch,)` int32 tokens of the
+    last step (`START_ID` first) and returns the next `(batch, vocab)` logits, carrying its own
+    state. Stops after `max_steps` steps or once every row has ended.
+
+    Returns:
+        float32 `(batch, steps, vocab)`: each step's logits with the special ids ruled out
+        (`rule_out_special`) and all zeros once a row has ended, so that `argmax` gives the
+        decoded ids, padding after the end.
+    """
+    token, done, steps = np.full(batch, START_ID, np.int32), np.zeros(batch, bool), []
+    while len(steps) < max_steps and not done.all():
+        logits = np.array(rule_out_special(step(token)), np.float32)
+        logits[done] = 0.0
+        token = logits.argmax(-1).astype(np.int32)  # padding (0) where a row has ended
+        done |= token == END_ID
+        steps.append(logits)
+    return np.stack(steps, axis=1)
 
 
 def greedy_decode(model: Seq2Seq, source, max_length: int) -> tf.Tensor:
@@ -76,21 +101,17 @@ def decode_step_by_step(model: Seq2Seq, source, max_length: int) -> np.ndarray:
     """Greedy decoding as a Python loop that calls the model eagerly once per step: the
     baseline for `greedy_decode` (same ids, measured speed-up in docs/results.md)."""
     value, states, keys, mask = model.encode(ops.convert_to_tensor(source, "int32"))
-    batch = len(source)
-    token, done, steps = np.full(batch, START_ID, np.int32), np.zeros(batch, bool), []
-    while len(steps) < max_length and not done.all():
+
+    def step(token):
+        nonlocal states
         logits, states, _ = model.step(token, states, value, keys, mask)
-        token = np.where(done, PAD_ID, np.asarray(_allowed(logits)).argmax(-1)).astype(np.int32)
-        done |= token == END_ID
-        steps.append(token)
-    ids = np.zeros((batch, max_length), np.int32)
-    ids[:, : len(steps)] = np.stack(steps, axis=1)
+        return logits
+
+    steps = greedy_steps(step, len(source), max_length).argmax(-1)  # (batch, steps)
+    ids = np.zeros((len(source), max_length), np.int32)
+    ids[:, : steps.shape[1]] = steps
     return ids
 
-
-# model -> {search: compiled loop}. Weak keys, so that the cache does not keep models alive;
-# the loops reach their model through a weak reference as well.
-_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 _GREEDY_SIGNATURE = [
     tf.TensorSpec((None, None), tf.int32, name="source"),
@@ -107,17 +128,9 @@ _SIGNATURES = {
 
 
 def _compiled(model: Seq2Seq, search: str) -> Callable:
-    loops = _COMPILED.setdefault(model, {})
-    if search not in loops:
-        model_ref = weakref.ref(model)
-        function = _greedy if search == "greedy" else _beam
-
-        def loop(*args):
-            return function(model_ref(), *args)
-
-        # One trace serves every batch, source length and beam width (the shapes are dynamic).
-        loops[search] = tf.function(loop, input_signature=_SIGNATURES[search])
-    return loops[search]
+    # One trace serves every batch, source length and beam width (the shapes are dynamic).
+    loop = _greedy if search == "greedy" else _beam
+    return compiled_loop(model, search, loop, _SIGNATURES[search])
 
 
 def _greedy(model, source, max_length):
@@ -126,7 +139,9 @@ def _greedy(model, source, max_length):
 
     def body(index, token, states, done, ids):
         logits, states, _ = model.step(token, states, value, keys, mask)
-        token = ops.where(done, PAD_ID, ops.cast(ops.argmax(_allowed(logits), axis=-1), "int32"))
+        token = ops.where(
+            done, PAD_ID, ops.cast(ops.argmax(rule_out_special(logits), axis=-1), "int32")
+        )
         ids = ops.slice_update(ids, [0, index], token[:, None])
         return index + 1, token, states, done | ops.equal(token, END_ID), ids
 
@@ -160,7 +175,7 @@ def _beam(model, source, max_length, width, length_penalty):
     def body(index, token, states, scores, done, ids):
         logits, states, _ = model.step(token, states, value, keys, mask)
         vocab = ops.shape(logits)[-1]
-        log_probs = ops.log_softmax(_allowed(logits), axis=-1)  # (rows, vocab)
+        log_probs = ops.log_softmax(rule_out_special(logits), axis=-1)  # (rows, vocab)
         # A finished beam continues with padding alone, at no cost: its score stays.
         padding_only = ops.where(ops.arange(vocab) == PAD_ID, 0.0, NEG_INF)
         log_probs = ops.where(done[:, None], padding_only[None], log_probs)

@@ -23,8 +23,8 @@ import keras
 from keras import ops
 
 from bigmodel_tf.config import option
+from bigmodel_tf.data import PAD_ID
 from bigmodel_tf.families.seq2seq.attention import BahdanauAttention, LuongAttention
-from bigmodel_tf.families.seq2seq.data import PAD_ID
 
 
 @dataclass

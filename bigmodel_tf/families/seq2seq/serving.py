@@ -9,15 +9,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from bigmodel_tf.data import PAD_ID
 from bigmodel_tf.export.serving import TOKEN, ServingTask, specs_json, state_names
 from bigmodel_tf.families.seq2seq.data import (
     END_ID,
     OOV_ID,
-    PAD_ID,
     START_ID,
     Seq2SeqSpec,
     reference_batches,
 )
+from bigmodel_tf.families.seq2seq.decoding import greedy_steps
 from bigmodel_tf.families.seq2seq.transduction import Transducer, UnrolledEncoder, error_rates
 from bigmodel_tf.training.config import RunConfig
 
@@ -111,32 +112,15 @@ class Seq2SeqServing(ServingTask):
         )
 
     def predict(self, run, batches) -> tuple[np.ndarray, np.ndarray]:
-        """Greedy decoding through `encode` (once per batch) and `step` (once per step until
-        every word has ended), each variant feeding back its own tokens and states. Outputs
-        are the logits of each step, `(words, max_target_length + 1, vocab)`, with padding,
-        OOV and start ruled out and all zeros after a word's end, so that `argmax` gives the
-        decoded ids (padding after the end) and top-1 agreement is per step."""
-        outputs = []
-        for inputs, targets in batches:
-            source = inputs["source"]
-            encoded = run(inputs)
-            states = {name: value for name, value in encoded.items() if name.startswith("state")}
-            token, done = np.full(len(source), START_ID, np.int32), np.zeros(len(source), bool)
-            steps = []
-            max_steps = targets.shape[-1] + 1  # the longest target and its end
-            while len(steps) < max_steps and not done.all():
-                inputs = {"token": token, "value": encoded["value"], "keys": encoded["keys"]}
-                states = run({**inputs, **states, "source": source})
-                logits = states.pop("logits").astype(np.float32)
-                # Never padding, OOV or start: below the row's lowest, a finite difference.
-                logits[:, :END_ID] = logits.min(axis=-1, keepdims=True) - 1.0
-                logits[done] = 0.0
-                token = np.where(done, PAD_ID, logits.argmax(-1)).astype(np.int32)
-                done |= token == END_ID
-                steps.append(logits)
-            padded = np.zeros((len(source), max_steps, steps[0].shape[-1]), np.float32)
-            padded[:, : len(steps)] = np.stack(steps, axis=1)
-            outputs.append(padded)
+        """Greedy decoding (`decoding.greedy_steps`) through `encode` (once per batch) and
+        `step` (once per step until every word has ended), each variant feeding back its own
+        tokens and states. Outputs are the logits of each step, `(words, max_target_length + 1,
+        vocab)`, as `greedy_steps` returns them, zero-padded to that many steps, so that
+        `argmax` gives the decoded ids and top-1 agreement is per step."""
+        # The longest target and its end.
+        outputs = [
+            _decode(run, inputs["source"], targets.shape[-1] + 1) for inputs, targets in batches
+        ]
         return np.concatenate(outputs), np.concatenate([targets for _, targets in batches])
 
     def quality(self, outputs: np.ndarray, targets: np.ndarray) -> dict[str, float]:
@@ -145,6 +129,22 @@ class Seq2SeqServing(ServingTask):
         references = [[ref[ref != PAD_ID] for ref in refs if ref.any()] for refs in targets]
         rates = error_rates([h[h != PAD_ID] for h in hypotheses], references)
         return {f"greedy_{name}": value for name, value in rates.items()}
+
+
+def _decode(run, source: np.ndarray, max_steps: int) -> np.ndarray:
+    encoded = run({"source": source})
+    states = {name: value for name, value in encoded.items() if name.startswith("state")}
+    context = {"value": encoded["value"], "keys": encoded["keys"], "source": source}
+
+    def step(token: np.ndarray) -> np.ndarray:
+        nonlocal states
+        states = run({"token": token, **context, **states})
+        return states.pop("logits")
+
+    steps = greedy_steps(step, len(source), max_steps)
+    padded = np.zeros((len(source), max_steps, steps.shape[-1]), np.float32)
+    padded[:, : steps.shape[1]] = steps
+    return padded
 
 
 TRANSDUCE_SIGNATURE = (

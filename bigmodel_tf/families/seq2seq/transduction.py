@@ -18,11 +18,11 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from bigmodel_tf.data import PAD_ID
 from bigmodel_tf.errors import UserError
 from bigmodel_tf.families.seq2seq.data import (
     END_ID,
     END_TOKEN,
-    PAD_ID,
     START_ID,
     Seq2SeqSpec,
     decode_targets,

@@ -18,7 +18,7 @@ from bigmodel_tf.errors import UserError
 from bigmodel_tf.families import transformer
 from bigmodel_tf.families.transformer.checks import check_heads
 from bigmodel_tf.families.transformer.data import (
-    VOCABULARY_FILE,
+    WORDPIECE_FILE,
     Retokenizer,
     SubwordSpec,
     drop_tokens,
@@ -68,13 +68,13 @@ class TransformerClassifierTask(TrainingTask):
         # The pretrained backbone's ids, before anything else is written.
         if model.encoder_from:
             encoder = _pretrained_encoder(config)
-            vocabulary = read_json(encoder / VOCABULARY_FILE)
-            if not (run_dir / VOCABULARY_FILE).exists():
-                write_json(run_dir / VOCABULARY_FILE, vocabulary)
-        if model.pretrained and not (run_dir / VOCABULARY_FILE).exists():
+            vocabulary = read_json(encoder / WORDPIECE_FILE)
+            if not (run_dir / WORDPIECE_FILE).exists():
+                write_json(run_dir / WORDPIECE_FILE, vocabulary)
+        if model.pretrained and not (run_dir / WORDPIECE_FILE).exists():
             checkpoint = _checked_checkpoint(config)
             vocabulary = {"vocabulary": list(checkpoint.vocabulary), "end_token": True}
-            write_json(run_dir / VOCABULARY_FILE, vocabulary)
+            write_json(run_dir / WORDPIECE_FILE, vocabulary)
         return subword_spec(config.dataset, run_dir, model.vocabulary_size, model.sequence_length)
 
     def examples(self, config: RunConfig, split: str, spec: SubwordSpec) -> tf.data.Dataset:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import keras
 import tensorflow as tf
 
-from bigmodel_tf.data import builder, cache_dir, load
+from bigmodel_tf.data import PAD_ID, builder, cache_dir, load
 from bigmodel_tf.data.pipeline import AUTOTUNE
 from bigmodel_tf.errors import UserError
 from bigmodel_tf.io import read_json, write_json
@@ -34,9 +34,9 @@ if TYPE_CHECKING:
 # BERT's reserved tokens, in BERT's order; padding must be id 0 (the models mask id 0). A
 # pretrained vocabulary keeps its own ids for them (BERT's [CLS] is 101), read by name.
 RESERVED_TOKENS = ("[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]")
-PAD_ID, CLS_ID, MASK_ID = 0, 1, 4
+CLS_ID, MASK_ID = 1, 4
 OOV_TOKEN = "[UNK]"
-VOCABULARY_FILE = "wordpiece.json"
+WORDPIECE_FILE = "wordpiece.json"
 # Short texts (review snippets average ~25 subwords) are batched with texts of similar length,
 # so that little of each batch is padding; see `token_batcher`.
 BUCKET_BOUNDARIES = (16, 32, 64, 128, 256, 512)
@@ -218,7 +218,7 @@ def subword_spec(
     in `directory`.
 
     The first call computes the vocabulary (a few seconds for Rotten Tomatoes) and writes it to
-    `directory/VOCABULARY_FILE`; later calls read it back, so the ids never change within a run
+    `directory/WORDPIECE_FILE`; later calls read it back, so the ids never change within a run
     (and a run can start from another run's vocabulary by copying its file first).
 
     Args:
@@ -237,7 +237,7 @@ def subword_spec(
     if labelled and "label" not in features:
         raise UserError(f"{dataset} has no labels; a text classifier needs them")
     labels = tuple(features["label"].names) if labelled else ()
-    path = Path(directory) / VOCABULARY_FILE
+    path = Path(directory) / WORDPIECE_FILE
     if not path.exists():
         vocabulary = _shared_vocabulary(dataset, vocabulary_split, vocabulary_size)
         write_json(path, {"vocabulary": vocabulary})

@@ -9,10 +9,11 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from bigmodel_tf.data import PAD_ID
 from bigmodel_tf.export.serving import TOKEN, ClassificationServing, specs_json
 from bigmodel_tf.families import transformer
 from bigmodel_tf.families.language_model.serving import STREAM_STEPS, LanguageModelServing
-from bigmodel_tf.families.transformer.data import PAD_ID, SubwordSpec, subword_examples
+from bigmodel_tf.families.transformer.data import SubwordSpec, subword_examples
 from bigmodel_tf.families.transformer.text_classifier import TextClassifier
 from bigmodel_tf.training.config import RunConfig
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from bigmodel_tf.families.transformer.data import PAD_ID, SubwordSpec, encode, wordpiece_tokenizer
+from bigmodel_tf.data import PAD_ID
+from bigmodel_tf.families.transformer.data import SubwordSpec, encode, wordpiece_tokenizer
 
 
 class TextClassifier(tf.Module):

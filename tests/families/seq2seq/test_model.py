@@ -4,7 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from bigmodel_tf.families.seq2seq.data import END_ID, PAD_ID, START_ID
+from bigmodel_tf.data import PAD_ID
+from bigmodel_tf.families.seq2seq.data import END_ID, START_ID
 from bigmodel_tf.families.seq2seq.decoding import (
     beam_decode,
     decode_step_by_step,

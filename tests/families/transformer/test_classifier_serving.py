@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from bigmodel_tf.data import PAD_ID
 from bigmodel_tf.export import QUANTIZATIONS, export, verify
 from bigmodel_tf.export.tflite import TfliteModel
-from bigmodel_tf.families.transformer.data import PAD_ID, subword_examples
+from bigmodel_tf.families.transformer.data import subword_examples
 from bigmodel_tf.families.transformer.serving import TRANSFORMER_FLOAT_OPS
 from bigmodel_tf.training import classify
 from bigmodel_tf.training.trainer import load_trained

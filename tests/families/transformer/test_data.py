@@ -57,7 +57,7 @@ def spec(tmp_path_factory):
 
 def test_spec_keeps_the_training_vocabulary_in_the_run_directory(spec):
     directory, first = spec
-    assert (directory / subwords.VOCABULARY_FILE).is_file()
+    assert (directory / subwords.WORDPIECE_FILE).is_file()
     assert 1000 < first.vocabulary_size <= 2000 and first.labels == ("rotten", "fresh")
     again = subwords.subword_spec("rotten_tomatoes", directory, 500, 32)
     assert again.vocabulary == first.vocabulary  # read back, not recomputed
