@@ -186,7 +186,7 @@ def export(
     metrics_path = run_dir / "metrics.json"
     with atomic_directory(out, force=force) as staging:
         log(f"writing {out / 'saved_model'}")
-        _write_saved_model(model, endpoints, staging / "saved_model")
+        write_saved_model(model, endpoints, staging / "saved_model")
 
         keras_variant = _keras_variant(run_dir, serving, spec, model)
         signature_of = {
@@ -340,7 +340,9 @@ def verify(export_dir: Path | str, *, timing: bool = False) -> tuple[list[dict],
     return rows, mismatches
 
 
-def _write_saved_model(model: keras.Model, endpoints: dict, path: Path) -> None:
+def write_saved_model(model: keras.Model, endpoints: dict, path: Path) -> None:
+    """Writes `model` as a SavedModel with `endpoints` (`ServingTask.serving_endpoints`) as its
+    signatures."""
     archive = keras.export.ExportArchive()
     archive.track(model)
     for name, (function, signature) in endpoints.items():
@@ -396,7 +398,7 @@ def _teacher_variants(
     alike)."""
     config, _, spec, teacher = load_trained(teacher_dir)
     serving = serving_for(config.family)
-    _write_saved_model(teacher, serving.serving_endpoints(teacher, spec), scratch / "saved_model")
+    write_saved_model(teacher, serving.serving_endpoints(teacher, spec), scratch / "saved_model")
     path = scratch / "teacher_float32.tflite"
     path.write_bytes(convert(scratch / "saved_model", serving.tflite_endpoints, "none"))
     variants = [
@@ -481,4 +483,5 @@ __all__ = [
     "next_version",
     "parse_quantize",
     "verify",
+    "write_saved_model",
 ]

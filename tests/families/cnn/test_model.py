@@ -36,13 +36,3 @@ def test_get_config_round_trip():
     clone = keras.Model.from_config(model.get_config())
     assert [layer.name for layer in clone.layers] == [layer.name for layer in model.layers]
     assert clone.count_params() == model.count_params()
-
-
-def test_keras_file_reloads_in_safe_mode_with_identical_outputs(tmp_path):
-    model = build_cnn(CnnConfig(), (28, 28, 1), num_classes=10)
-    images = np.random.default_rng(1).random((4, 28, 28, 1), dtype="float32")
-    model.save(tmp_path / "cnn.keras")
-    loaded = keras.saving.load_model(tmp_path / "cnn.keras", safe_mode=True)
-    np.testing.assert_array_equal(
-        loaded.predict(images, verbose=0), model.predict(images, verbose=0)
-    )

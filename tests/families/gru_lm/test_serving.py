@@ -80,18 +80,6 @@ def test_savedmodel_generate_refuses_bad_arguments(exported, length, temperature
         )
 
 
-def test_savedmodel_step_equals_the_keras_step(exported, keras_run):
-    _, spec, model = keras_run
-    rng = np.random.default_rng(0)
-    token = rng.integers(0, spec.vocabulary_size, 5).astype("int32")
-    state = rng.uniform(-1, 1, (5, 64)).astype("float32")
-    step = tf.saved_model.load(str(exported / "saved_model")).signatures["step"]
-    served = step(token=tf.constant(token), state_1=tf.constant(state))
-    logits, (new_state,) = model.step(token, [state])
-    np.testing.assert_allclose(served["logits"], logits, atol=1e-6)
-    np.testing.assert_allclose(served["state_1"], new_state, atol=1e-6)
-
-
 def carried(run, tokens: np.ndarray) -> np.ndarray:
     """Logits of `run` stepped over time-major `tokens`, from zero states, carrying its own."""
     state, logits = np.zeros((tokens.shape[1], 64), "float32"), []

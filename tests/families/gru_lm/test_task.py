@@ -16,6 +16,7 @@ from bigmodel_tf.families.language_model.components import BitsPerCharacter
 from bigmodel_tf.families.language_model.data import CharSpec, char_examples
 from bigmodel_tf.registry import serving_for, task_for
 from bigmodel_tf.training.trainer import load_trained
+from tests.helpers import run_task_test
 
 TASK, SERVING = task_for("gru-lm"), serving_for("gru-lm")
 
@@ -145,3 +146,7 @@ def test_bits_per_character_metric_round_trips_its_config():
     logits = np.log(np.array([[[0.5, 0.5], [0.25, 0.75]]], "float32"))  # (1, 2, 2)
     clone.update_state(np.array([[0, 1]]), logits)
     assert float(clone.result()) == pytest.approx((1 + np.log2(4 / 3)) / 2, rel=1e-5)
+
+
+def test_task_builds_fits_saves_and_exports(trained_gru_lm, tmp_path):
+    run_task_test(trained_gru_lm, tmp_path)

@@ -89,14 +89,6 @@ def test_encoder_and_decoder_config_round_trips(model):
     assert clone.count_params() == model.count_params()
 
 
-def test_keras_file_reloads_in_safe_mode_with_identical_logits(model, tmp_path):
-    source, decoder_inputs, _ = batch(1)
-    model.save(tmp_path / "seq2seq.keras")
-    loaded = keras.saving.load_model(tmp_path / "seq2seq.keras", safe_mode=True)
-    assert isinstance(loaded, Seq2Seq)
-    np.testing.assert_array_equal(loaded((source, decoder_inputs)), model((source, decoder_inputs)))
-
-
 def test_teacher_forced_loss_equals_a_hand_unrolled_decoder(model):
     """The compiled loss (mean over non-padding targets) of one teacher-forced pass equals the
     cross-entropy of a decoder stepped token by token from the encoder's states."""

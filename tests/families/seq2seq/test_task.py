@@ -16,7 +16,7 @@ from bigmodel_tf.families.seq2seq.transduction import (
     UnrolledEncoder,
     error_rates,
 )
-from tests.helpers import run_cli
+from tests.helpers import run_cli, run_task_test
 
 
 @pytest.mark.slow  # the tiny run trains and decodes its test split: ~75 s on 2 cores
@@ -147,3 +147,7 @@ def test_unrolled_encoder_equals_the_encoder_on_real_positions(rnn):
     np.testing.assert_allclose(
         np.asarray(unrolled["keys"])[real], np.asarray(keys)[real], atol=1e-5
     )
+
+
+def test_task_builds_fits_saves_and_exports(trained_seq2seq, tmp_path):
+    run_task_test(trained_seq2seq, tmp_path)

@@ -6,7 +6,7 @@ import pytest
 
 from bigmodel_tf import training
 from bigmodel_tf.errors import UserError
-from tests.helpers import run_cli
+from tests.helpers import run_cli, run_task_test
 
 
 @pytest.mark.slow  # trains the tiny Transformer LM: ~60 s on 2 cores
@@ -41,3 +41,8 @@ def test_a_width_that_does_not_split_into_heads_is_refused(tmp_path):
     with pytest.raises(UserError, match=r"must be a multiple of model\.num_heads=4"):
         training.train(config, tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow  # trains the tiny Transformer LM: ~60 s on 2 cores
+def test_task_builds_fits_saves_and_exports(trained_transformer_lm, tmp_path):
+    run_task_test(trained_transformer_lm, tmp_path)

@@ -85,12 +85,6 @@ def test_savedmodel_reads_odd_texts_without_failing(trained_transformer, exporte
     np.testing.assert_allclose(longer[0], probabilities[4], atol=1e-6)
 
 
-def test_savedmodel_tokens_signature_equals_keras(exported, test_batch):
-    ids, _, expected = test_batch
-    tokens = tf.saved_model.load(str(exported / "saved_model")).signatures["tokens"]
-    np.testing.assert_allclose(tokens(token_ids=ids)["probabilities"], expected, atol=1e-6)
-
-
 def test_tflite_files_match_keras(exported, test_batch):
     ids, _, expected = test_batch
     outputs = {

@@ -6,6 +6,7 @@ import pytest
 
 from bigmodel_tf import training
 from bigmodel_tf.errors import UserError
+from tests.helpers import run_task_test
 
 
 def test_one_tiny_epoch_beats_the_majority_class_by_far(trained_transformer):
@@ -66,3 +67,7 @@ def test_bad_configs_and_datasets_are_refused_before_anything_is_written(tmp_pat
         with pytest.raises(UserError, match=message):
             training.train(config, tmp_path / "run")
         assert not (tmp_path / "run").exists()
+
+
+def test_task_builds_fits_saves_and_exports(trained_transformer, tmp_path):
+    run_task_test(trained_transformer, tmp_path)
