@@ -12,15 +12,17 @@ import sys
 import time
 from pathlib import Path
 
+from bigmodel_tf import registry
 from bigmodel_tf.errors import UserError
 from bigmodel_tf.io import import_tensorflow_quietly
 
 # Before TensorFlow is imported: keep its C++ start-up chatter off stderr.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-# Kept in step with training.tasks.TASKS and training.config.STRATEGIES by tests; spelt out here
-# so that --help and `launch` don't import TensorFlow.
-FAMILIES = ("cnn", "gru-lm", "transformer", "transformer-mlm", "transformer-lm", "seq2seq")
+# Names only: --help and `launch` must not import TensorFlow.
+FAMILIES = registry.family_names()
+# Kept in step with training.config.STRATEGIES by a test; spelt out here because importing the
+# training package imports TensorFlow.
 STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")
 
 LAUNCH_DESCRIPTION = """\

@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 # A small CNN that learns MNIST to ~0.9 in one epoch of a few seconds (batch norm needs more
 # steps than that before its moving averages are usable).
@@ -64,7 +66,7 @@ TINY_TRANSFORMER_LM = {
 
 # A one-layer bi-GRU of 32 units a direction, 300 steps on CMUdict (with the default label
 # smoothing): token accuracy 0.79 and greedy PER 0.29 in 23–44 s of training, measured (see
-# test_seq2seq_task.py).
+# tests/families/seq2seq/test_task.py).
 TINY_SEQ2SEQ = {
     "model.embedding_dim": 16,
     "model.units": 32,
@@ -98,6 +100,64 @@ def cli_args(overrides: dict) -> list[str]:
         text = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
         args += ["--set", f"{key}={text}"]
     return args
+
+
+def run_task_test(run_dir: Path, directory: Path) -> None:
+    """A family's task end to end at the tiny size of a trained test run, as KerasHub's
+    `run_task_test`: a fresh model built from the run's config and data spec fits one step;
+    its `.keras` file reloads in safe mode with the same outputs; and its SavedModel's
+    endpoints, driven over test batches as the export report drives them
+    (`ServingTask.predict`), give the Keras model's outputs."""
+    from bigmodel_tf.export import write_saved_model
+    from bigmodel_tf.registry import serving_for, task_for
+    from bigmodel_tf.training.trainer import load_run
+
+    config = load_run(run_dir)
+    task, serving = task_for(config.family), serving_for(config.family)
+    spec = task.prepare(config, run_dir)  # the run's vocabulary, not built again
+    keras.utils.set_random_seed(config.train.seed)
+    model = task.build_model(config, spec)
+    model.compile(optimizer="adam", **task.compile_args(config))
+    batches = task.batcher(config, spec, 8)(task.examples(config, "train", spec).take(8))
+    history = model.fit(batches.repeat(), steps_per_epoch=1, shuffle=False, verbose=0)
+    assert np.isfinite(history.history["loss"]).all(), history.history
+
+    inputs = next(iter(batches))[0]
+    model.save(Path(directory) / "model.keras")
+    loaded = keras.saving.load_model(Path(directory) / "model.keras", safe_mode=True)
+    for ours, theirs in zip(
+        tf.nest.flatten(model(inputs)), tf.nest.flatten(loaded(inputs)), strict=True
+    ):
+        np.testing.assert_array_equal(theirs, ours)
+
+    endpoints = serving.serving_endpoints(model, spec)
+    write_saved_model(model, endpoints, Path(directory) / "saved_model")
+    signatures = tf.saved_model.load(str(Path(directory) / "saved_model")).signatures
+    keras_calls, saved_calls = {}, {}
+    for name in serving.tflite_endpoints:
+        function, signature = endpoints[name]
+        names = frozenset(tensor.name for tensor in signature)
+        keras_calls[names] = _by_position(function, signature)
+        saved_calls[names] = signatures[name]
+    test = list(serving.raw_batches(config, spec, "test", 4).take(3).as_numpy_iterator())
+    expected, targets = serving.predict(_dispatch(keras_calls), test)
+    served, served_targets = serving.predict(_dispatch(saved_calls), test)
+    np.testing.assert_allclose(served, expected, atol=1e-5)
+    np.testing.assert_array_equal(served_targets, targets)
+
+
+def _by_position(function, signature):
+    return lambda **inputs: function(*(inputs[tensor.name] for tensor in signature))
+
+
+def _dispatch(calls: dict) -> Callable:
+    """Numpy inputs by name → numpy outputs, through the call that takes those names."""
+
+    def run(inputs):
+        outputs = calls[frozenset(inputs)](**{k: tf.constant(v) for k, v in inputs.items()})
+        return {name: np.asarray(value) for name, value in outputs.items()}
+
+    return run
 
 
 def assert_keras_file_round_trip(layer_or_model, inputs: np.ndarray, directory: Path) -> None:

@@ -13,13 +13,13 @@ import pytest
 from bigmodel_tf import cli
 from bigmodel_tf.data.builders import Mnist5k
 from bigmodel_tf.io import write_json
+from bigmodel_tf.registry import tasks
 from bigmodel_tf.training import classify, generate_text
-from bigmodel_tf.training.tasks import TASKS
 from tests.helpers import TINY_CNN, cli_args, run_cli
 
 
 def test_cli_families_match_the_tasks():
-    assert set(cli.FAMILIES) == set(TASKS)
+    assert set(cli.FAMILIES) == set(tasks())
 
 
 def test_train_evaluate_export_from_the_command_line(tmp_path):

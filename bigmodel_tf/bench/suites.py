@@ -7,11 +7,9 @@ smallest and largest beside it.
 
 from __future__ import annotations
 
-import functools
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +17,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from bigmodel_tf import registry
+from bigmodel_tf.bench.harness import BENCH, Family, forward_flops, timed_rounds
 from bigmodel_tf.bench.results import Figure, summarise
 from bigmodel_tf.data.pipeline import training_epochs
-from bigmodel_tf.data.text import char_lookup, text_to_ids
-from bigmodel_tf.data.transduction import PAD_ID, reference_batches
 from bigmodel_tf.export import export
 from bigmodel_tf.export.report import (
     LATENCY_BATCH,
@@ -32,202 +30,20 @@ from bigmodel_tf.export.report import (
 )
 from bigmodel_tf.export.tflite import QUANTIZATIONS
 from bigmodel_tf.io import read_json
-from bigmodel_tf.models.generation import generate, generate_by_rerunning_prefix
-from bigmodel_tf.models.seq2seq_decoding import beam_decode, decode_step_by_step, greedy_decode
-from bigmodel_tf.training import make_config, train
+from bigmodel_tf.registry import serving_for, task_for
 from bigmodel_tf.training.config import RunConfig
-from bigmodel_tf.training.tasks import Task
+from bigmodel_tf.training.task import TrainingTask
 from bigmodel_tf.training.trainer import (
     default_run_dir,
     load_best,
     load_run,
-    load_trained,
+    make_config,
     make_optimizer,
-    task_for,
+    train,
 )
 
-BENCH = "python scripts/bench.py"
-
-
-@dataclass(frozen=True)
-class Quality:
-    """One quality figure of a family's default run: a test metric, as the issues report it.
-
-    Args:
-        name: str. The figure's name after `<family>.<dataset>.` (`test_accuracy`, `per`).
-        metric: str. The key in the run's `metrics.json` test metrics.
-        unit: str. The figure's unit. Defaults to none (a fraction).
-        scale: float. Multiplies the metric (100: a fraction as percent). Defaults to 1.
-        target: str. The bound the issues set, or None.
-    """
-
-    name: str
-    metric: str
-    unit: str = ""
-    scale: float = 1.0
-    target: str | None = None
-
-
-@dataclass(frozen=True)
-class Family:
-    """How one model family is benchmarked.
-
-    Args:
-        name: str. The family (`bigmodel-tf train NAME`).
-        quality: tuple of Quality. The figures of its default run's test metrics.
-        mfu_target: str. Model-FLOP utilisation target, or None.
-        quick_overrides: dict. Config of the toy model `--quick` uses.
-        train_steps: int. Training steps per timed round (full size).
-        export_unit: str. Unit of the export report's metric as figures give it.
-        export_scale: float. Multiplies the export report's metric into `export_unit`.
-        variant: str. Names a run of the family other than its default (`pretrained`): its
-            figures' key and `--family` label carry it. Defaults to none.
-        preset: str. The run's preset. Defaults to `"default"`.
-        teacher: str. The `label` of the entry whose run this one distils. Defaults to none.
-        train_suite: bool. Whether the train suite times it. Defaults to `True`.
-    """
-
-    name: str
-    quality: tuple[Quality, ...]
-    mfu_target: str | None = None
-    quick_overrides: dict[str, Any] = field(default_factory=dict)
-    train_steps: int = 20
-    export_unit: str = ""
-    export_scale: float = 1.0
-    variant: str = ""
-    preset: str = "default"
-    teacher: str | None = None
-    train_suite: bool = True
-
-    @property
-    def base(self) -> str:
-        """The family as figure names spell it (`gru_lm`)."""
-        return self.name.replace("-", "_")
-
-    @property
-    def key(self) -> str:
-        """The family and variant as figure names spell them (`transformer_pretrained`)."""
-        return f"{self.base}_{self.variant}" if self.variant else self.base
-
-    @property
-    def label(self) -> str:
-        """The entry as `--family` names it (`transformer-pretrained`)."""
-        return f"{self.name}-{self.variant}" if self.variant else self.name
-
-
-# Toy models for `--quick`: one short epoch each.
-_QUICK = {"train.epochs": 1, "train.max_steps_per_epoch": 10}
-_LOSS = {"unit": "nats/char"}
-
-FAMILIES = (
-    Family(
-        "cnn",
-        (Quality("test_accuracy", "accuracy", target=">= 0.985"),),
-        mfu_target=">= 0.30",
-        quick_overrides={
-            "model.filters": (8, 16),
-            "model.dense_units": 16,
-            "model.augment": False,
-            **_QUICK,
-        },
-        train_steps=40,
-    ),
-    Family(
-        "gru-lm",
-        (Quality("test_loss_nats", "loss", target="<= 1.60", **_LOSS),),
-        quick_overrides={
-            "model.embedding_dim": 8,
-            "model.rnn_units": 32,
-            "model.num_layers": 1,
-            "model.sequence_length": 20,
-            **_QUICK,
-        },
-        train_steps=10,
-        export_unit="nats/char",
-    ),
-    Family(
-        "transformer",
-        (Quality("test_accuracy", "accuracy", target=">= 0.80"),),
-        mfu_target=">= 0.30",
-        quick_overrides={
-            "model.vocabulary_size": 500,
-            "model.sequence_length": 32,
-            "model.num_layers": 1,
-            "model.num_heads": 2,
-            "model.hidden_dim": 16,
-            "model.intermediate_dim": 32,
-            **_QUICK,
-        },
-    ),
-    Family(
-        "transformer",
-        (Quality("pretrained_test_accuracy", "accuracy", target=">= 0.84"),),
-        # The architecture is the checkpoint's: quick runs take few, short steps instead.
-        quick_overrides={"model.sequence_length": 16, **_QUICK, "train.max_steps_per_epoch": 2},
-        variant="pretrained",
-        preset="minilm",
-        train_suite=False,
-    ),
-    Family(
-        "transformer",
-        (Quality("student_test_accuracy", "accuracy", target=">= 0.80"),),
-        quick_overrides={"model.sequence_length": 16, **_QUICK},
-        variant="student",
-        preset="student",
-        teacher="transformer-pretrained",
-        train_suite=False,
-    ),
-    Family(
-        # Compared with the GRU LM at equal size and time (docs/results.md) rather than with a
-        # bound of its own.
-        "transformer-lm",
-        (Quality("test_loss_nats", "loss", **_LOSS),),
-        quick_overrides={
-            "model.num_layers": 1,
-            "model.num_heads": 2,
-            "model.hidden_dim": 16,
-            "model.intermediate_dim": 32,
-            "model.sequence_length": 32,
-            **_QUICK,
-        },
-        export_unit="nats/char",
-    ),
-    Family(
-        # Published G2P figures are on phonemes without stress digits: the model predicts
-        # them, and the figures strip them from its outputs and the references alike.
-        "seq2seq",
-        tuple(
-            Quality(name, metric, "%", 100, target)
-            for name, metric, target in (
-                ("per", "beam_per_no_stress", "<= 6.0"),
-                ("wer", "beam_wer_no_stress", "<= 25"),
-                ("greedy_per", "greedy_per_no_stress", None),
-                ("greedy_wer", "greedy_wer_no_stress", None),
-                ("per_with_stress", "beam_per", None),
-                ("wer_with_stress", "beam_wer", None),
-            )
-        ),
-        quick_overrides={
-            "model.embedding_dim": 8,
-            "model.units": 16,
-            "model.encoder_layers": 1,
-            "model.attention_units": 16,
-            "model.beam_width": 2,
-            **_QUICK,
-        },
-        export_unit="%",
-        export_scale=100,
-    ),
-)
-
-
-def timed_rounds(functions: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
-    """Calls each function once per round, alternating; each returns its own measurement."""
-    results: dict[str, list[float]] = {name: [] for name in functions}
-    for _ in range(rounds):
-        for name, function in functions.items():
-            results[name].append(function())
-    return results
+# Every family's entries, in the families' order (each family package's `bench.ENTRIES`).
+FAMILIES: tuple[Family, ...] = tuple(registry.bench_entries())
 
 
 def matmul_peak(quick: bool, rounds: int) -> tuple[float, list[Figure]]:
@@ -256,72 +72,6 @@ def matmul_peak(quick: bool, rounds: int) -> tuple[float, list[Figure]]:
         note=f"fp32 tf.matmul {n}x{n}, best of {rounds} rounds (the utilisation denominator)",
     )
     return max(values), [figure]
-
-
-def graph_flops(function: Callable, signature: list[tf.TensorSpec]) -> float:
-    """Floating-point operations of one call, counted by TF's profiler on the frozen graph."""
-    from tensorflow.python.framework.convert_to_constants import (
-        convert_variables_to_constants_v2,
-    )
-
-    concrete = tf.function(function).get_concrete_function(*signature)
-    frozen = convert_variables_to_constants_v2(concrete)
-    # The v1 profiler warns about its own deprecation on every call.
-    logger, level = tf.get_logger(), tf.get_logger().level
-    logger.setLevel("ERROR")
-    options = (
-        tf.compat.v1.profiler.ProfileOptionBuilder(
-            tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
-        )
-        .with_empty_output()
-        .build()
-    )
-    try:
-        profile = tf.compat.v1.profiler.profile(
-            graph=frozen.graph, run_meta=tf.compat.v1.RunMetadata(), cmd="op", options=options
-        )
-    finally:
-        logger.setLevel(level)
-    return float(profile.total_float_ops)
-
-
-def _batch_of_one(signature: list[tf.TensorSpec]) -> list[tf.TensorSpec]:
-    return [tf.TensorSpec((1, *spec.shape[1:]), spec.dtype) for spec in signature]
-
-
-def _mean_length(ids: np.ndarray) -> int:
-    """Mean non-padding (id 0) length of `(examples, time)` ids, rounded up."""
-    return int(np.ceil(np.count_nonzero(ids, axis=1).mean()))
-
-
-def forward_flops(config: RunConfig, model: keras.Model, inputs: Any, spec: Any) -> float:
-    """Forward FLOPs of one training example, counted on its mean unpadded length.
-
-    The profiler counts the body of a graph loop once, so a recurrent model is counted through
-    its loop-free pieces: the GRU LM's `step` times the window, and the Seq2Seq's unrolled
-    `encode` (scaled from the longest source to the mean one) plus its decoder `step` times
-    the mean target length.
-    """
-    if config.family == "gru-lm":
-        units, layers = model.rnn_units, model.num_layers
-        signature = [tf.TensorSpec((1,), tf.int32)] + [
-            tf.TensorSpec((1, units), tf.float32) for _ in range(layers)
-        ]
-        return inputs.shape[-1] * graph_flops(lambda t, *s: model.step(t, list(s)), signature)
-    if config.family == "seq2seq":
-        endpoints = task_for(config.family).serving_endpoints(model, spec)
-        source, decoder_input = inputs
-        encode, step = (
-            graph_flops(function, _batch_of_one(signature))
-            for function, signature in (endpoints["encode"], endpoints["step"])
-        )
-        source_share = _mean_length(source) / spec.max_source_length
-        return source_share * encode + _mean_length(decoder_input) * step
-    if config.family == "transformer":  # padded to each batch's longest text
-        spec = tf.TensorSpec((1, _mean_length(inputs)), tf.int32)
-    else:
-        spec = tf.TensorSpec((1, *inputs.shape[1:]), inputs.dtype)
-    return graph_flops(lambda x: model(x, training=False), [spec])
 
 
 def in_memory(batches: tf.data.Dataset) -> Any:
@@ -353,7 +103,9 @@ def bench_config(family: Family, quick: bool, root: Path | None = None) -> RunCo
     return make_config(family.name, preset=family.preset, overrides=overrides)
 
 
-def _compiled(task: Task, config: RunConfig, spec: Any, steps: int, jit: bool) -> keras.Model:
+def _compiled(
+    task: TrainingTask, config: RunConfig, spec: Any, steps: int, jit: bool
+) -> keras.Model:
     keras.utils.set_random_seed(config.train.seed)
     model = task.build_model(config, spec)
     model.compile(
@@ -414,7 +166,8 @@ def training_throughput(family: Family, quick: bool, rounds: int, peak: float) -
     for run in runs.values():  # compile and warm up
         run()
     speeds = timed_rounds(runs, rounds)
-    train_flops = 3 * forward_flops(config, ours, inputs, spec)  # backward ~ 2x forward
+    count = family.forward_flops or forward_flops
+    train_flops = 3 * count(config, ours, inputs, spec)  # backward ~ 2x forward
     ratio, ratio_spread = summarise(
         [o / r for o, r in zip(speeds["ours"], speeds["reference"], strict=True)]
     )
@@ -500,184 +253,9 @@ def quality(family: Family, run_dir: Path) -> list[Figure]:
 
 
 def generation(family: Family, run_dir: Path, quick: bool, rounds: int) -> list[Figure]:
-    """The family's decoding figures: a language model's carried state against re-running the
-    prefix, a Seq2Seq's compiled decoding against Python loops; none for classifiers."""
-    if family.name in LM_GENERATION:
-        return lm_generation_speed(family, run_dir, quick, rounds)
-    if family.name == "seq2seq":
-        return seq2seq_decode_speed(family, run_dir, quick, rounds)
-    return []
-
-
-# Carried state (a GRU's states, a Transformer's key/value cache) against re-running the
-# prefix: the figure's name, the issue's target and the lengths (characters) it is measured
-# at, the first carrying the target.
-LM_GENERATION = {
-    "gru-lm": ("generate_speedup", ">= 20", (1000,)),
-    "transformer-lm": ("kv_cache_speedup", ">= 5", (512, 64, 256, 1024)),
-}
-
-
-def lm_generation_speed(family: Family, run_dir: Path, quick: bool, rounds: int) -> list[Figure]:
-    """The stateful compiled loop (carried GRU states, or a Transformer's key/value cache)
-    against re-running the whole prefix (a Transformer: its last `max_length` characters) for
-    every new character, in alternating rounds."""
-    _, _, spec, model = load_trained(run_dir)
-    prompt, _ = text_to_ids("ROMEO:", char_lookup(spec.vocabulary))
-    name, target, lengths = LM_GENERATION[family.name]
-    lengths = (50,) if quick else lengths
-    command, key = f"{BENCH} --only generation", family.key
-
-    def timed(sample: Callable, length: int) -> Callable[[], float]:
-        def one_round() -> float:
-            start = time.perf_counter()
-            sample(model, prompt, length, seed=1).numpy()
-            return length / (time.perf_counter() - start)
-
-        return one_round
-
-    for sample in (generate, generate_by_rerunning_prefix):
-        sample(model, prompt, 2, seed=1).numpy()  # traces the loop, which any length reuses
-    figures = []
-    for length in lengths:
-        runs = {
-            "stateful": timed(generate, length),
-            "rerun": timed(generate_by_rerunning_prefix, length),
-        }
-        # The GRU's baseline takes ~100 s a round at 1,000 characters (O(length^2) steps).
-        speeds = timed_rounds(runs, min(rounds, 3))
-        ratio, spread = summarise(
-            [s / r for s, r in zip(speeds["stateful"], speeds["rerun"], strict=True)]
-        )
-        first = length == lengths[0]
-        figures.append(
-            Figure(
-                f"{key}.{name}" if first else f"{key}.{name}_{length}",
-                ratio,
-                "x",
-                "generation",
-                target=target if first else None,
-                command=command,
-                spread=spread,
-                note=f"{length:,} characters: carried state over re-running the prefix",
-                family=key,
-            )
-        )
-        if first:
-            for variant, what in (
-                ("stateful", "`generate`, carried state, one tf.function loop, XLA-compiled step"),
-                ("rerun", "`generate_by_rerunning_prefix`, the loop re-running the prefix, no XLA"),
-            ):
-                speed, speed_spread = summarise(speeds[variant])
-                figures.append(
-                    Figure(
-                        f"{key}.generate_{variant}_chars_per_s",
-                        speed,
-                        "chars/s",
-                        "generation",
-                        command=command,
-                        spread=speed_spread,
-                        note=f"{what}, {length:,} characters ({run_dir})",
-                        family=key,
-                    )
-                )
-    return figures
-
-
-# Words the per-word Python loop is timed on (~35 s a round for the default model).
-PER_WORD_SAMPLE = 200
-
-
-def seq2seq_decode_speed(family: Family, run_dir: Path, quick: bool, rounds: int) -> list[Figure]:
-    """Greedy decoding of the test split three ways, in alternating rounds: the compiled
-    in-graph loop over batches of 256 words; a Python loop calling the model once per step
-    over the same batches; and the documents' way, that loop one word at a time (timed on
-    `PER_WORD_SAMPLE` words spread over the split, as words/s). Beam search (width 5)
-    over the batches is timed beside them."""
-    config, _, spec, model = load_trained(run_dir)
-    max_length = spec.max_target_length + 1
-    batches = [
-        source[:, : int((source != PAD_ID).sum(1).max())]  # each batch to its longest word
-        for source, _ in reference_batches(config.dataset, "test", spec, 256).as_numpy_iterator()
-    ][: 1 if quick else None]
-    words = [word[None, : int((word != PAD_ID).sum())] for batch in batches for word in batch]
-    sample = words[:: max(1, len(words) // (10 if quick else PER_WORD_SAMPLE))]  # all lengths
-
-    def words_per_s(decode: Callable, inputs: list[np.ndarray]) -> Callable[[], float]:
-        def one_round() -> float:
-            start = time.perf_counter()
-            for source in inputs:
-                np.asarray(decode(source))
-            return sum(len(source) for source in inputs) / (time.perf_counter() - start)
-
-        return one_round
-
-    greedy = functools.partial(greedy_decode, model, max_length=max_length)
-    loop = functools.partial(decode_step_by_step, model, max_length=max_length)
-    runs = {
-        "compiled": words_per_s(greedy, batches),
-        "batched_loop": words_per_s(loop, batches),
-        "per_word_loop": words_per_s(loop, sample),
-        "beam": words_per_s(
-            functools.partial(beam_decode, model, max_length=max_length, beam_width=5), batches
-        ),
-    }
-    same = all(
-        np.array_equal(np.asarray(greedy(b)), loop(b)) for b in batches
-    )  # also traces the compiled loops
-    runs["beam"]()
-    speeds = timed_rounds(runs, min(rounds, 3))
-    command, key = f"{BENCH} --only generation", family.key
-    identical = "identical ids" if same else "**different ids**"
-
-    def ratio(baseline: str) -> tuple[float, list[float]]:
-        pairs = zip(speeds["compiled"], speeds[baseline], strict=True)
-        return summarise([ours / theirs for ours, theirs in pairs])
-
-    figures = []
-    for name, baseline, target, what in (
-        ("decode_speedup", "per_word_loop", ">= 20", "a Python loop per word (the documents')"),
-        ("decode_speedup_vs_batched_loop", "batched_loop", None, "the same batched Python loop"),
-    ):
-        value, spread = ratio(baseline)
-        figures.append(
-            Figure(
-                f"{key}.{name}",
-                value,
-                "x",
-                "generation",
-                target=target,
-                command=command,
-                spread=spread,
-                note=f"greedy decoding of {len(words):,} test words, the compiled loop over "
-                f"batches of 256 against {what} calling the model once per step; {identical}",
-                family=key,
-            )
-        )
-    for variant, what in (
-        ("compiled", "compiled greedy loop, batches of 256"),
-        ("batched_loop", "Python loop, one model call per step, batches of 256"),
-        (
-            "per_word_loop",
-            f"Python loop, one model call per step, one word at a time ({len(sample)} words "
-            "spread over the split)",
-        ),
-        ("beam", "compiled beam search, width 5, batches of 256"),
-    ):
-        value, spread = summarise(speeds[variant])
-        figures.append(
-            Figure(
-                f"{key}.decode_{variant}_words_per_s",
-                value,
-                "words/s",
-                "generation",
-                command=command,
-                spread=spread,
-                note=what,
-                family=key,
-            )
-        )
-    return figures
+    """The family's decoding figures (a language model's carried state against re-running the
+    prefix, a Seq2Seq's compiled decoding against Python loops); none for classifiers."""
+    return family.generation(family, run_dir, quick, rounds) if family.generation else []
 
 
 def inference(family: Family, run_dir: Path, quick: bool, rounds: int) -> list[Figure]:
@@ -795,14 +373,14 @@ def latency_figures(
 def keras_predict(family: Family, run_dir: Path, command: str, rounds: int) -> list[Figure]:
     """`model.predict` on the first 1 and `LATENCY_BATCH` test examples, timed in rounds as the
     export report times the other forms (its `keras` row is `model(x)`); none for the families
-    whose deployed form is a loop of stateful steps (`Task.model_inputs` is None)."""
+    whose deployed form is a loop of stateful steps (`ServingTask.model_inputs` is None)."""
     config = load_run(run_dir)
-    task = task_for(config.family)
+    task, serving = task_for(config.family), serving_for(config.family)
     spec = task.prepare(config, run_dir)
     inputs, targets = next(
-        task.raw_batches(config, spec, "test", LATENCY_BATCH).as_numpy_iterator()
+        serving.raw_batches(config, spec, "test", LATENCY_BATCH).as_numpy_iterator()
     )
-    batch = task.model_inputs(inputs)
+    batch = serving.model_inputs(inputs)
     if batch is None:  # decided before loading a model that would go unused
         return []
     batch = np.asarray(batch)

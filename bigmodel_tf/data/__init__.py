@@ -20,6 +20,11 @@ from bigmodel_tf.errors import UserError
 CATALOGUE_PREFIX = "tfds:"
 # `pairs:PATH`: a UTF-8 file of `source<TAB>target` lines (seq2seq only, `data.transduction`).
 PAIRS_PREFIX = "pairs:"
+# Every family pads its id sequences with 0, the id its models mask (and the one `padded_batch`
+# and `RaggedTensor.to_tensor` fill with by default).
+PAD_ID = 0
+# A run's own vocabulary (its characters, phonemes), written under the run directory.
+VOCABULARY_FILE = "vocabulary.json"
 
 
 def tfds_dir() -> Path:

@@ -51,10 +51,12 @@ from bigmodel_tf.export.report import (
     recommend,
     render_markdown,
 )
+from bigmodel_tf.export.serving import ServingTask
 from bigmodel_tf.export.tflite import QUANTIZATIONS, TfliteModel, convert
 from bigmodel_tf.io import make_readable_dir, read_json, write_json
-from bigmodel_tf.training.tasks import Task
-from bigmodel_tf.training.trainer import config_from_dict, load_run, load_trained, task_for
+from bigmodel_tf.registry import serving_for
+from bigmodel_tf.training.task import TrainingTask
+from bigmodel_tf.training.trainer import config_from_dict, load_run, load_trained
 
 # The issue asks for int8 calibration on at least 100 batches of the training pipeline.
 CALIBRATION_BATCHES = 100
@@ -179,24 +181,25 @@ def export(
         raise UserError(f"{out} already exists; pass --force to replace it")
 
     config, task, spec, model = load_trained(run_dir)
-    endpoints = task.serving_endpoints(model, spec)
+    serving = serving_for(config.family)
+    endpoints = serving.serving_endpoints(model, spec)
     metrics_path = run_dir / "metrics.json"
     with atomic_directory(out, force=force) as staging:
         log(f"writing {out / 'saved_model'}")
-        _write_saved_model(model, endpoints, staging / "saved_model")
+        write_saved_model(model, endpoints, staging / "saved_model")
 
-        keras_variant = _keras_variant(run_dir, task, spec, model)
+        keras_variant = _keras_variant(run_dir, serving, spec, model)
         signature_of = {
             frozenset(tensor.name for tensor in endpoints[name][1]): name
-            for name in task.tflite_endpoints
+            for name in serving.tflite_endpoints
         }
 
         def calibration() -> list[tuple[str, dict[str, np.ndarray]]]:
-            # The inputs the endpoints see when `task.predict` drives the Keras model over
+            # The inputs the endpoints see when `serving.predict` drives the Keras model over
             # training batches: the batches themselves for the CNN; for a recurrent step, the
             # states the model carried, where the batches' zero states would calibrate
             # useless ranges. A bounded random sample of them per signature.
-            batches = task.raw_batches(config, spec, "train", config.train.batch_size)
+            batches = serving.raw_batches(config, spec, "train", config.train.batch_size)
             samples = {
                 name: CalibrationSample(calibration_batches) for name in signature_of.values()
             }
@@ -206,7 +209,7 @@ def export(
                 samples[signature].add(inputs)
                 return keras_variant.run(inputs)
 
-            task.predict(
+            serving.predict(
                 record, list(batches.repeat().take(calibration_batches).as_numpy_iterator())
             )
             return [(name, inputs) for name, sample in samples.items() for inputs in sample.items]
@@ -215,11 +218,11 @@ def export(
             start = time.perf_counter()
             data = convert(
                 staging / "saved_model",
-                task.tflite_endpoints,
+                serving.tflite_endpoints,
                 mode,
                 calibration,
-                per_channel=task.int8_per_channel,
-                float_ops=task.int8_float_ops,
+                per_channel=serving.int8_per_channel,
+                float_ops=serving.int8_float_ops,
             )
             (staging / QUANTIZATIONS[mode]).write_bytes(data)
             log(
@@ -227,7 +230,7 @@ def export(
                 f"{time.perf_counter() - start:.1f} s)"
             )
 
-        variants = [keras_variant, *_artefacts(staging, task)]
+        variants = [keras_variant, *_artefacts(staging, serving)]
         with tempfile.TemporaryDirectory() as scratch:
             if config.train.distill_from:
                 log(f"converting the teacher ({config.train.distill_from}) for comparison")
@@ -235,22 +238,22 @@ def export(
                 variants += _teacher_variants(teacher_dir, Path(scratch), task, spec)
             log("measuring every variant on the test split (quality, agreement, latency)")
             rows, test_examples = _measure(
-                task, config, spec, variants, rounds=rounds, test_batches=test_batches
+                serving, config, spec, variants, rounds=rounds, test_batches=test_batches
             )
         report = {
             "family": family,
             "run_dir": str(run_dir),
-            "metric": task.quality_metric,
+            "metric": serving.quality_metric,
             "test_examples": test_examples,
             "test_batches": test_batches,
             "threads": os.cpu_count(),
             "machine": f"{os.cpu_count()} CPUs, {platform.machine()}",
             "rows": rows,
             "targets": check_targets(
-                rows, task.quality_metric, task.quality_higher_is_better, task.int8_budget
+                rows, serving.quality_metric, serving.quality_higher_is_better, serving.int8_budget
             ),
             "recommendation": recommend(
-                rows, task.quality_metric, task.quality_higher_is_better, task.int8_budget
+                rows, serving.quality_metric, serving.quality_higher_is_better, serving.int8_budget
             ),
         }
         write_json(staging / "report.json", report)
@@ -258,15 +261,15 @@ def export(
         write_json(
             staging / "metadata.json",
             {
-                **task.metadata(config, spec),
+                **serving.metadata(config, spec),
                 "family": config.family,
                 "config": config.to_dict(),
                 "metrics": read_json(metrics_path) if metrics_path.is_file() else None,
                 "tflite": {
-                    "signatures": list(task.tflite_endpoints),
+                    "signatures": list(serving.tflite_endpoints),
                     "calibration_batches": calibration_batches if "int8" in quantize else None,
-                    "int8_per_channel": task.int8_per_channel if "int8" in quantize else None,
-                    "int8_float_ops": list(task.int8_float_ops) if "int8" in quantize else None,
+                    "int8_per_channel": serving.int8_per_channel if "int8" in quantize else None,
+                    "int8_float_ops": list(serving.int8_float_ops) if "int8" in quantize else None,
                     "files": {
                         QUANTIZATIONS[mode]: _file_record(staging / QUANTIZATIONS[mode])
                         for mode in quantize
@@ -297,8 +300,8 @@ def verify(export_dir: Path | str, *, timing: bool = False) -> tuple[list[dict],
     # Exports written before `test_batches` existed measured the whole split.
     test_batches = report.get("test_batches")
     config = config_from_dict(metadata["config"])
-    task = task_for(config.family)
-    spec = task.spec_from_metadata(metadata)
+    serving = serving_for(config.family)
+    spec = serving.spec_from_metadata(metadata)
 
     mismatches = []
     for name, record in metadata["tflite"]["files"].items():
@@ -307,15 +310,15 @@ def verify(export_dir: Path | str, *, timing: bool = False) -> tuple[list[dict],
         elif _file_record(export_dir / name)["sha256"] != record["sha256"]:
             mismatches.append(f"{name}: sha256 differs from metadata.json (modified or corrupted)")
     rows, _ = _measure(
-        task,
+        serving,
         config,
         spec,
-        _artefacts(export_dir, task),
+        _artefacts(export_dir, serving),
         rounds=LATENCY_ROUNDS if timing else 0,
         test_batches=test_batches,
     )
     recorded = {row["variant"]: row for row in report["rows"]}
-    metric = task.quality_metric
+    metric = serving.quality_metric
     # Quality is computed in float64 from deterministic kernels; only summation order may move it.
     tolerance = 1e-6
     for row in rows:
@@ -326,7 +329,7 @@ def verify(export_dir: Path | str, *, timing: bool = False) -> tuple[list[dict],
             )
     trained = (metadata.get("metrics") or {}).get("test", {}).get(metric)
     if (
-        task.quality_is_test_metric
+        serving.quality_is_test_metric
         and trained is not None
         and test_batches is None  # the run measured the whole split
         and abs(rows[0][metric] - trained) > tolerance
@@ -337,7 +340,9 @@ def verify(export_dir: Path | str, *, timing: bool = False) -> tuple[list[dict],
     return rows, mismatches
 
 
-def _write_saved_model(model: keras.Model, endpoints: dict, path: Path) -> None:
+def write_saved_model(model: keras.Model, endpoints: dict, path: Path) -> None:
+    """Writes `model` as a SavedModel with `endpoints` (`ServingTask.serving_endpoints`) as its
+    signatures."""
     archive = keras.export.ExportArchive()
     archive.track(model)
     for name, (function, signature) in endpoints.items():
@@ -348,12 +353,12 @@ def _write_saved_model(model: keras.Model, endpoints: dict, path: Path) -> None:
 
 
 def _keras_variant(
-    run_dir: Path, task: Task, spec: Any, model: keras.Model, name: str = "keras"
+    run_dir: Path, serving: ServingTask, spec: Any, model: keras.Model, name: str = "keras"
 ) -> Variant:
-    """The Keras model itself, eager, through the task's TFLite endpoints (raw inputs)."""
-    endpoints = task.serving_endpoints(model, spec)
+    """The Keras model itself, eager, through the family's TFLite endpoints (raw inputs)."""
+    endpoints = serving.serving_endpoints(model, spec)
     runners = {}
-    for endpoint in task.tflite_endpoints:
+    for endpoint in serving.tflite_endpoints:
         function, signature = endpoints[endpoint]
         runners[frozenset(tensor.name for tensor in signature)] = _tensor_runner(
             _by_position(function, signature)
@@ -384,18 +389,20 @@ def _dispatch(runners: dict[frozenset[str], Runner]) -> Runner:
 
 
 def _teacher_variants(
-    teacher_dir: Path, scratch: Path, student_task: Task, student_spec: Any
+    teacher_dir: Path, scratch: Path, student_task: TrainingTask, student_spec: Any
 ) -> list[Variant]:
     """A distilled run's teacher as Keras and float32 TFLite rows, to compare the student with.
 
     They are fed the student's test batches; a teacher of another vocabulary gets them through
-    the same `Task.teacher_inputs` as in training (each input tensor translated alike)."""
-    _, task, spec, teacher = load_trained(teacher_dir)
-    _write_saved_model(teacher, task.serving_endpoints(teacher, spec), scratch / "saved_model")
+    the same `TrainingTask.teacher_inputs` as in training (each input tensor translated
+    alike)."""
+    config, _, spec, teacher = load_trained(teacher_dir)
+    serving = serving_for(config.family)
+    write_saved_model(teacher, serving.serving_endpoints(teacher, spec), scratch / "saved_model")
     path = scratch / "teacher_float32.tflite"
-    path.write_bytes(convert(scratch / "saved_model", task.tflite_endpoints, "none"))
+    path.write_bytes(convert(scratch / "saved_model", serving.tflite_endpoints, "none"))
     variants = [
-        _keras_variant(teacher_dir, task, spec, teacher, name="teacher keras"),
+        _keras_variant(teacher_dir, serving, spec, teacher, name="teacher keras"),
         _tflite_variant("teacher tflite float32", path, str(teacher_dir)),
     ]
     adapter = student_task.teacher_inputs(student_spec, spec)
@@ -409,7 +416,7 @@ def _teacher_variants(
 
 
 def _measure(
-    task: Task,
+    serving: ServingTask,
     config: Any,
     spec: Any,
     variants: list[Variant],
@@ -417,18 +424,18 @@ def _measure(
     rounds: int,
     test_batches: int | None,
 ) -> tuple[list[dict], int]:
-    batches = task.raw_batches(config, spec, "test", EVALUATION_BATCH)
+    batches = serving.raw_batches(config, spec, "test", EVALUATION_BATCH)
     batches = list(batches.take(test_batches or -1).as_numpy_iterator())
-    rows = measure(variants, task.predict, batches, task.quality, rounds=rounds)
+    rows = measure(variants, serving.predict, batches, serving.quality, rounds=rounds)
     return rows, sum(len(targets) for _, targets in batches)
 
 
-def _artefacts(export_dir: Path, task: Task) -> list[Variant]:
+def _artefacts(export_dir: Path, serving: ServingTask) -> list[Variant]:
     """The SavedModel and every `.tflite` file present in `export_dir`, as runnable variants."""
     saved_model_dir = export_dir / "saved_model"
     loaded = tf.saved_model.load(str(saved_model_dir))
     runners = {}
-    for endpoint in task.tflite_endpoints:
+    for endpoint in serving.tflite_endpoints:
         serve = loaded.signatures[endpoint]
         _, names = serve.structured_input_signature
         runners[frozenset(names)] = _tensor_runner(serve)
@@ -476,4 +483,5 @@ __all__ = [
     "next_version",
     "parse_quantize",
     "verify",
+    "write_saved_model",
 ]

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 Runner = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
-# `(inputs by name, targets)`, as `Task.raw_batches` makes them.
+# `(inputs by name, targets)`, as `ServingTask.raw_batches` makes them.
 Batch = tuple[dict[str, np.ndarray], np.ndarray]
 
 # Latency is timed in rounds that alternate the variants, so that a busy shared machine slows
@@ -67,7 +67,8 @@ def measure(
 
     Args:
         variants: list. The first one is the reference (the Keras model at export time).
-        predict: callable. Runs a variant over batches → `(outputs, targets)` (`Task.predict`).
+        predict: callable. Runs a variant over batches → `(outputs, targets)`
+            (`ServingTask.predict`).
         batches: list. The test split's `(inputs, targets)` batches.
         quality: callable. `(outputs, targets)` → the family's metrics.
         rounds: int. Alternating rounds that time `predict` on the first example and on the

@@ -10,13 +10,31 @@
 >>> training.transduce(seq2seq_run_dir, ["hello"], beam_width=5)   # a seq2seq run's phonemes
 """
 
+from typing import Any
+
 from bigmodel_tf.launch import launch
 from bigmodel_tf.training.board import start_tensorboard
-from bigmodel_tf.training.classification import classify
 from bigmodel_tf.training.config import RunConfig, TrainConfig
-from bigmodel_tf.training.generation import generate_text
 from bigmodel_tf.training.trainer import default_run_dir, evaluate, load_run, make_config, train
-from bigmodel_tf.training.transduction import transduce
+
+
+def __getattr__(name: str) -> Any:
+    """The families' own entry points, imported on first use: the trainer's package imports no
+    family (a family imports the trainer)."""
+    if name == "classify":
+        from bigmodel_tf.families.transformer.classification import classify
+
+        return classify
+    if name == "generate_text":
+        from bigmodel_tf.families.language_model.sampling import generate_text
+
+        return generate_text
+    if name == "transduce":
+        from bigmodel_tf.families.seq2seq.transduction import transduce
+
+        return transduce
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "RunConfig",

@@ -37,6 +37,7 @@ from bigmodel_tf.data.pipeline import (
 )
 from bigmodel_tf.errors import UserError
 from bigmodel_tf.io import read_json, write_json
+from bigmodel_tf.registry import task_for
 from bigmodel_tf.training.config import MONITOR_MODES, RunConfig, TrainConfig, set_value
 from bigmodel_tf.training.distill import Distiller, student_of
 from bigmodel_tf.training.resume import StepBackup, StepSeeds, restore_agreed
@@ -49,13 +50,7 @@ from bigmodel_tf.training.strategy import (
     resolve_strategy,
     task_name,
 )
-from bigmodel_tf.training.tasks import TASKS, Task
-
-
-def task_for(family: str) -> Task:
-    if family not in TASKS:
-        raise UserError(f"unknown model {family!r}; choose one of: {', '.join(TASKS)}")
-    return TASKS[family]
+from bigmodel_tf.training.task import TrainingTask
 
 
 def make_config(
@@ -272,7 +267,7 @@ def train(
 
 def _train(
     config: RunConfig,
-    task: Task,
+    task: TrainingTask,
     strategy: tf.distribute.Strategy,
     run_dir: Path,
     out_dir: Path,
@@ -427,7 +422,7 @@ def _weights_digest(model: keras.Model) -> str:
     return digest.hexdigest()
 
 
-def load_trained(run_dir: Path | str) -> tuple[RunConfig, Task, Any, keras.Model]:
+def load_trained(run_dir: Path | str) -> tuple[RunConfig, TrainingTask, Any, keras.Model]:
     """A trained run's config, task, data spec and best model (`checkpoints/best.keras`)."""
     run_dir = Path(run_dir)
     config = load_run(run_dir)
@@ -436,7 +431,7 @@ def load_trained(run_dir: Path | str) -> tuple[RunConfig, Task, Any, keras.Model
     return config, task, spec, load_best(run_dir, task, config)
 
 
-def load_best(run_dir: Path, task: Task, config: RunConfig) -> keras.Model:
+def load_best(run_dir: Path, task: TrainingTask, config: RunConfig) -> keras.Model:
     """A run's best checkpoint (a distilled run's student), compiled with the task's loss.
 
     Compiled afresh rather than from the checkpoint: a student is evaluated on the labels alone,
@@ -454,7 +449,7 @@ def _teacher_dir(config: RunConfig) -> Path | None:
     """`train.distill_from`, checked: a finished run of the same family and dataset."""
     if not config.train.distill_from:
         return None
-    if not TASKS[config.family].distillable:
+    if not task_for(config.family).distillable:
         raise UserError(f"train.distill_from: {config.family} runs cannot be distilled yet")
     teacher_dir = Path(config.train.distill_from)
     if not (teacher_dir / "config.json").is_file():

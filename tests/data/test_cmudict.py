@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bigmodel_tf.data import transduction
 from bigmodel_tf.data.builders import Cmudict
 from bigmodel_tf.errors import UserError
+from bigmodel_tf.families.seq2seq import data as transduction
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from bigmodel_tf.export.tflite import TfliteModel, convert
-from bigmodel_tf.training.tasks import TRANSFORMER_FLOAT_OPS
+from bigmodel_tf.families.transformer.serving import TRANSFORMER_FLOAT_OPS
 
 ATTENTION_OPS = {"SOFTMAX", "BATCH_MATMUL"}
 

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from bigmodel_tf import training
-from bigmodel_tf.data.subwords import Retokenizer
 from bigmodel_tf.errors import UserError
 from bigmodel_tf.export import export
+from bigmodel_tf.families.transformer.data import Retokenizer
 from bigmodel_tf.training.distill import Distiller, student_of
 from bigmodel_tf.training.trainer import load_trained
 from tests.helpers import TINY_CNN, TINY_TRANSFORMER

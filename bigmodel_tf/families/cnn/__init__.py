@@ -1,0 +1,1 @@
+"""The CNN image classifier family (`bigmodel-tf train cnn`)."""

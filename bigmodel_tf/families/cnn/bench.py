@@ -1,0 +1,18 @@
+"""The CNN's benchmark entry."""
+
+from bigmodel_tf.bench.harness import QUICK, Family, Quality
+
+ENTRIES = (
+    Family(
+        "cnn",
+        (Quality("test_accuracy", "accuracy", target=">= 0.985"),),
+        mfu_target=">= 0.30",
+        quick_overrides={
+            "model.filters": (8, 16),
+            "model.dense_units": 16,
+            "model.augment": False,
+            **QUICK,
+        },
+        train_steps=40,
+    ),
+)

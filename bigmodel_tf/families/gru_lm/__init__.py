@@ -1,0 +1,1 @@
+"""The character-level GRU language model family (`bigmodel-tf train gru-lm`)."""

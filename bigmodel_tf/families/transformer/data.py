@@ -1,0 +1,369 @@
+"""Subword text data: a WordPiece vocabulary, `(token ids, label)` examples and BERT's masking.
+
+Texts are lower-cased, stripped of accents and split into WordPiece subwords by keras-hub's
+`WordPieceTokenizer` over a vocabulary computed from the training split and kept in the run
+directory, so that a resumed run, `evaluate`, `export` and `classify` use the ids training used.
+Each text becomes `[CLS]` followed by its first `sequence_length - 1` subwords (longer texts are
+truncated), or by `sequence_length - 2` and `[SEP]` for a vocabulary that asks for it (a
+pretrained BERT's, `SubwordSpec.end_token`); batches are padded with `[PAD]` (id 0) to their
+longest text.
+
+>>> spec = subword_spec("rotten_tomatoes", run_dir, vocabulary_size=8000, sequence_length=128)
+>>> examples = subword_examples("rotten_tomatoes", "train", spec)
+>>> batches = token_batcher(64)(examples)   # ((batch, time) int32 ids, (batch,) labels)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import keras
+import tensorflow as tf
+
+from bigmodel_tf.data import PAD_ID, builder, cache_dir, load
+from bigmodel_tf.data.pipeline import AUTOTUNE
+from bigmodel_tf.errors import UserError
+from bigmodel_tf.io import read_json, write_json
+
+if TYPE_CHECKING:
+    from keras_hub.tokenizers import WordPieceTokenizer
+
+# BERT's reserved tokens, in BERT's order; padding must be id 0 (the models mask id 0). A
+# pretrained vocabulary keeps its own ids for them (BERT's [CLS] is 101), read by name.
+RESERVED_TOKENS = ("[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]")
+CLS_ID, MASK_ID = 1, 4
+OOV_TOKEN = "[UNK]"
+WORDPIECE_FILE = "wordpiece.json"
+# Short texts (review snippets average ~25 subwords) are batched with texts of similar length,
+# so that little of each batch is padding; see `token_batcher`.
+BUCKET_BOUNDARIES = (16, 32, 64, 128, 256, 512)
+
+
+@dataclass(frozen=True)
+class SubwordSpec:
+    """What a Transformer on subwords needs to know about its data.
+
+    Args:
+        vocabulary: tuple[str, ...]. The WordPiece token of each id (`RESERVED_TOKENS` first).
+        labels: tuple[str, ...]. The class names, in label order (none for unlabelled text).
+        sequence_length: int. Longest input in tokens, `[CLS]` (and `[SEP]`) included.
+        end_token: bool. Whether texts end with `[SEP]`, as a pretrained BERT expects.
+            Defaults to `False`.
+    """
+
+    vocabulary: tuple[str, ...]
+    labels: tuple[str, ...]
+    sequence_length: int
+    end_token: bool = False
+
+    @property
+    def vocabulary_size(self) -> int:
+        return len(self.vocabulary)
+
+    @property
+    def cls_id(self) -> int:
+        return self.vocabulary.index("[CLS]")
+
+    @property
+    def sep_id(self) -> int | None:
+        """The id that ends every text, or None."""
+        return self.vocabulary.index("[SEP]") if self.end_token else None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels)
+
+
+def wordpiece_tokenizer(vocabulary: Sequence[str]) -> WordPieceTokenizer:
+    """The tokenizer for `vocabulary`: lower-cases and strips accents, as the vocabulary was
+    computed. Special tokens typed in a text (`"[CLS]"`) are read as plain text."""
+    import keras_hub  # 1.5 s to import: only text runs pay for it
+
+    return keras_hub.tokenizers.WordPieceTokenizer(
+        vocabulary=list(vocabulary), lowercase=True, strip_accents=True, oov_token=OOV_TOKEN
+    )
+
+
+def compute_vocabulary(texts: tf.data.Dataset, size: int) -> list[str]:
+    """A WordPiece vocabulary of at most `size` tokens learnt from `texts` (scalar strings),
+    `RESERVED_TOKENS` first."""
+    import keras_hub
+
+    return keras_hub.tokenizers.compute_word_piece_vocabulary(
+        texts.batch(1024),
+        size,
+        lowercase=True,
+        strip_accents=True,
+        reserved_tokens=list(RESERVED_TOKENS),
+    )
+
+
+def encode(
+    texts: tf.Tensor,
+    tokenizer: WordPieceTokenizer,
+    sequence_length: int,
+    cls_id: int = CLS_ID,
+    sep_id: int | None = None,
+) -> tf.RaggedTensor:
+    """`(batch,)` strings -> `(batch, None)` int32 ids: `cls_id`, then the subwords, then
+    `sep_id` if given, at most `sequence_length` ids in all (the subwords are truncated).
+    Bytes that are not UTF-8 become U+FFFD (then `[UNK]`) rather than failing the batch; an
+    empty text is `[CLS]` (`[SEP]`) alone.
+
+    Graph mode only (`tf.data`, `tf.function`): called eagerly, keras-hub's tokenizers return
+    Python lists instead of ragged tensors."""
+    texts = tf.strings.unicode_transcode(texts, "UTF-8", "UTF-8", errors="replace")
+    ends = [] if sep_id is None else [sep_id]
+    subwords = tokenizer.tokenize(texts)[:, : sequence_length - 1 - len(ends)]
+
+    def column(token_id: int) -> tf.RaggedTensor:
+        ids = tf.fill([tf.shape(texts)[0], 1], tf.constant(token_id, subwords.dtype))
+        return tf.RaggedTensor.from_tensor(ids)
+
+    return tf.concat([column(cls_id), subwords, *map(column, ends)], axis=1)
+
+
+@keras.saving.register_keras_serializable(package="bigmodel_tf")
+class Retokenizer(keras.layers.Layer):
+    """Ids of one WordPiece vocabulary -> ids of another, through the text they spell.
+
+    The source ids are joined back into text (`##` pieces glued to the piece before them,
+    special tokens and padding dropped), then encoded as `target` texts are (`encode`). Both
+    vocabularies lower-case and strip accents, and WordPiece splits at spaces and punctuation
+    alike, so the target ids are those of the original text up to the source's `[UNK]`s and
+    truncation. It lets a teacher with its own vocabulary (a pretrained BERT) read a student's
+    batches during distillation. TensorFlow string ops: not for `jit_compile`.
+
+    Args:
+        source_vocabulary: list[str]. The token of each input id.
+        target_vocabulary: list[str]. The token of each output id.
+        sequence_length: int. Longest output, `[CLS]` (and `[SEP]`) included.
+        end_token: bool. End every output with the target's `[SEP]`. Defaults to `False`.
+
+    Call arguments:
+        ids: int tensor `(batch, time)` of source ids, padded with 0.
+
+    Returns:
+        int32 tensor `(batch, new_time)` of target ids, padded with 0.
+    """
+
+    def __init__(
+        self,
+        source_vocabulary: Sequence[str],
+        target_vocabulary: Sequence[str],
+        sequence_length: int,
+        end_token: bool = False,
+        **kwargs,
+    ):
+        kwargs["trainable"] = False
+        super().__init__(**kwargs)
+        self.source_vocabulary = list(source_vocabulary)
+        self.target = SubwordSpec(tuple(target_vocabulary), (), sequence_length, end_token)
+        # Special tokens spell nothing.
+        self.words = [
+            "" if token.startswith("[") and token.endswith("]") else token
+            for token in self.source_vocabulary
+        ]
+        self.tokenizer = wordpiece_tokenizer(self.target.vocabulary)
+        # keras-hub's tokenizers return Python lists when called eagerly: always trace.
+        self.retokenize = tf.function(self._retokenize, reduce_retracing=True)
+
+    def build(self, input_shape):
+        pass  # no weights: the tokenizer is made in __init__
+
+    def call(self, ids):
+        return self.retokenize(ids)
+
+    def _retokenize(self, ids):
+        words = tf.gather(tf.constant(self.words), ids)  # (batch, time) strings
+        texts = tf.strings.reduce_join(words, axis=-1, separator=" ")
+        texts = tf.strings.regex_replace(texts, " +##", "")
+        target = self.target
+        ids = encode(texts, self.tokenizer, target.sequence_length, target.cls_id, target.sep_id)
+        return ids.to_tensor(PAD_ID)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "source_vocabulary": self.source_vocabulary,
+                "target_vocabulary": list(self.target.vocabulary),
+                "sequence_length": self.target.sequence_length,
+                "end_token": self.target.end_token,
+            }
+        )
+        return config
+
+
+def _texts(dataset: str, split: str, *, labelled: bool) -> tf.data.Dataset:
+    examples, _ = load(dataset, split, as_supervised=False)
+    if labelled:
+        return examples.map(lambda example: (example["text"], example["label"]))
+    return examples.map(lambda example: example["text"])
+
+
+def subword_spec(
+    dataset: str,
+    directory: Path,
+    vocabulary_size: int,
+    sequence_length: int,
+    *,
+    labelled: bool = True,
+    vocabulary_split: str = "train",
+) -> SubwordSpec:
+    """The spec of a text dataset, with a vocabulary computed from `vocabulary_split` and kept
+    in `directory`.
+
+    The first call computes the vocabulary (a few seconds for Rotten Tomatoes) and writes it to
+    `directory/WORDPIECE_FILE`; later calls read it back, so the ids never change within a run
+    (and a run can start from another run's vocabulary by copying its file first).
+
+    Args:
+        dataset: str. A dataset with a `text` feature and, to classify, a `label` feature
+            (`rotten_tomatoes`, `tfds:imdb_reviews`).
+        directory: Path. Where the vocabulary file lives (the run directory).
+        vocabulary_size: int. The most tokens the vocabulary may have.
+        sequence_length: int. Longest input in tokens, `[CLS]` included.
+        labelled: bool. Whether the dataset must have labels (to classify). Defaults to `True`.
+        vocabulary_split: str. The split expression whose texts the vocabulary is learnt from.
+            Defaults to `"train"`.
+    """
+    features = builder(dataset).info.features
+    if "text" not in features:
+        raise UserError(f"{dataset} has no text feature; a Transformer on subwords needs one")
+    if labelled and "label" not in features:
+        raise UserError(f"{dataset} has no labels; a text classifier needs them")
+    labels = tuple(features["label"].names) if labelled else ()
+    path = Path(directory) / WORDPIECE_FILE
+    if not path.exists():
+        vocabulary = _shared_vocabulary(dataset, vocabulary_split, vocabulary_size)
+        write_json(path, {"vocabulary": vocabulary})
+    saved = read_json(path)
+    return SubwordSpec(
+        tuple(saved["vocabulary"]), labels, sequence_length, saved.get("end_token", False)
+    )
+
+
+def _shared_vocabulary(dataset: str, split: str, size: int) -> list[str]:
+    """`compute_vocabulary` of a split's texts, kept in the cache for the next run that asks.
+
+    The learner is pure Python and slow (a minute or more for Rotten Tomatoes' 10,201
+    snippets on 2 cores) and its result is a function of the data and the size alone.
+    """
+    version = builder(dataset).info.version
+    name = f"{dataset}-{version}-{split}-{size}.json".replace(":", "_").replace("/", "_")
+    path = cache_dir() / "vocabularies" / name
+    if path.exists():
+        return read_json(path)["vocabulary"]
+    vocabulary = compute_vocabulary(_texts(dataset, split, labelled=False), size)
+    write_json(path, {"vocabulary": vocabulary})
+    return vocabulary
+
+
+def subword_examples(
+    dataset: str, split: str, spec: SubwordSpec, *, labelled: bool = True
+) -> tf.data.Dataset:
+    """Unbatched examples of `split`, cached: `(ids, label)` pairs, or the ids alone when not
+    `labelled`; int32 ids of shape `(time,)` (see `encode`), int64 labels."""
+    tokenizer = wordpiece_tokenizer(spec.vocabulary)
+
+    def encoded(texts, *labels):
+        ids = encode(texts, tokenizer, spec.sequence_length, spec.cls_id, spec.sep_id)
+        # Padded for unbatch (which would yield ragged elements that padded_batch refuses),
+        # then cut back to each text's length.
+        return (ids.to_tensor(PAD_ID), ids.row_lengths(), *labels)
+
+    def unpadded(ids, length, *labels):
+        return (ids[:length], *labels) if labels else ids[:length]
+
+    return (
+        _texts(dataset, split, labelled=labelled)
+        .batch(1024)  # tokenise many texts per call
+        .map(encoded, num_parallel_calls=AUTOTUNE)
+        .unbatch()
+        .map(unpadded, num_parallel_calls=AUTOTUNE)
+        .cache()
+    )
+
+
+def token_batcher(batch_size: int):
+    """Batches examples (`(ids, label)` pairs or ids alone) of similar length, each batch padded
+    with zeros (`PAD_ID`) to its longest text."""
+
+    def batcher(examples: tf.data.Dataset) -> tf.data.Dataset:
+        return examples.bucket_by_sequence_length(
+            lambda ids, *label: tf.shape(ids)[0],
+            bucket_boundaries=list(BUCKET_BOUNDARIES),
+            bucket_batch_sizes=[batch_size] * (len(BUCKET_BOUNDARIES) + 1),
+        )
+
+    return batcher
+
+
+def _batch_uniform(ids: tf.Tensor, seed: int) -> Callable[..., tf.Tensor]:
+    """`uniform(offset, **kwargs)`: stateless uniform draws of `ids`' shape, a function of
+    `seed`, the batch's ids and `offset` (one stream per offset)."""
+    content = tf.strings.reduce_join(tf.strings.as_string(tf.reshape(ids, [-1])), separator=",")
+    batch_seed = tf.strings.to_hash_bucket_fast(content, 2**31 - 1)
+
+    def uniform(offset: int, **kwargs) -> tf.Tensor:
+        stream = tf.stack([tf.constant(seed, tf.int64), batch_seed + offset])
+        return tf.random.stateless_uniform(tf.shape(ids), stream, **kwargs)
+
+    return uniform
+
+
+def drop_tokens(ids: tf.Tensor, rate: float, seed: int) -> tf.Tensor:
+    """Word dropout (Iyyer et al. 2015) on a `(batch, time)` batch: each subword (not `[PAD]`
+    and not the first and last token of a text, `[CLS]` and `[SEP]` or a last subword) becomes
+    `[PAD]` with probability `rate`, which the models read as absent. Random as `mask_tokens`
+    is: a function of `seed` and the batch's ids, so that a resumed run drops what an
+    uninterrupted one would."""
+    uniform = _batch_uniform(ids, seed)
+    lengths = tf.reduce_sum(tf.cast(ids != PAD_ID, tf.int32), axis=1, keepdims=True)
+    positions = tf.range(tf.shape(ids)[1])[None, :]
+    inner = (positions > 0) & (positions < lengths - 1)
+    dropped = inner & (uniform(0) < rate)
+    return tf.where(dropped, tf.constant(PAD_ID, ids.dtype), ids)
+
+
+def mask_tokens(
+    ids: tf.Tensor, rate: float, vocabulary_size: int, seed: int
+) -> tuple[dict[str, tf.Tensor], tf.Tensor, tf.Tensor]:
+    """BERT's masking of a `(batch, time)` batch of ids for masked-language modelling.
+
+    Selects each real token (not `[PAD]` or `[CLS]`) with probability `rate`; of the selected,
+    80% become `[MASK]`, 10% a random token, 10% stay. Only the selected positions are scored,
+    so they are passed as `(batch, predictions)` positions, `predictions = ceil(2 rate time)`
+    per text (a text with more selected tokens, ~2% of them at 15%, keeps the first ones and
+    leaves the rest unmasked): the model computes logits over the vocabulary there alone.
+
+    The randomness is a function of `seed` and the batch's ids, not a stateful generator
+    (keras-hub's `MaskedLMMaskGenerator` has no seed): each epoch's shuffle makes other batches
+    and so other masks, and a resumed run draws the masks an uninterrupted one would have.
+
+    Returns:
+        `({"token_ids", "mask_positions"}, targets, weights)`: the model's inputs, the original
+        ids at `mask_positions`, and float32 weights, 1 where a position was selected and 0
+        where it only fills the row.
+    """
+    uniform = _batch_uniform(ids, seed)
+    time = tf.shape(ids)[1]
+    selected = (uniform(0) < rate) & (ids != PAD_ID) & (ids != CLS_ID)
+    predictions = tf.cast(tf.math.ceil(2 * rate * tf.cast(time, tf.float32)), tf.int32)
+    priority = tf.cast(selected, tf.float32) + uniform(1)  # the selected first, in random order
+    positions = tf.sort(tf.math.top_k(priority, predictions).indices, axis=-1)
+    weights = tf.gather(selected, positions, batch_dims=1)  # (batch, predictions)
+    scored = tf.reduce_any(  # (batch, time): selected and kept among the predictions
+        tf.logical_and(tf.one_hot(positions, time) > 0, weights[:, :, None]), axis=1
+    )
+    action = uniform(2)
+    random_ids = uniform(3, minval=len(RESERVED_TOKENS), maxval=vocabulary_size, dtype=tf.int32)
+    masked = tf.where(scored & (action < 0.8), MASK_ID, ids)
+    masked = tf.where(scored & (action >= 0.8) & (action < 0.9), random_ids, masked)
+    targets = tf.gather(ids, positions, batch_dims=1)
+    inputs = {"token_ids": masked, "mask_positions": positions}
+    return inputs, targets, tf.cast(weights, tf.float32)
