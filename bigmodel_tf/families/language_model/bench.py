@@ -17,16 +17,20 @@ from bigmodel_tf.training.trainer import load_trained
 LOSS = {"unit": "nats/char"}
 
 
-def generation_speed(name: str, target: str, lengths: tuple[int, ...]) -> Callable:
+def generation_speed(
+    name: str, target: str, lengths: tuple[int, ...], speed_target: str | None = None
+) -> Callable:
     """A bench entry's `generation` hook: the figure `name` with the `target`, measured at
-    `lengths` characters (the first carries the target)."""
-    return functools.partial(_generation_speed, name, target, lengths)
+    `lengths` characters (the first carries the targets); `speed_target` bounds the carried
+    state's characters per second."""
+    return functools.partial(_generation_speed, name, target, lengths, speed_target)
 
 
 def _generation_speed(
     name: str,
     target: str,
     lengths: tuple[int, ...],
+    speed_target: str | None,
     family: Family,
     run_dir: Path,
     quick: bool,
@@ -87,6 +91,7 @@ def _generation_speed(
                         speed,
                         "chars/s",
                         "generation",
+                        target=speed_target if variant == "stateful" else None,
                         command=command,
                         spread=speed_spread,
                         note=f"{what}, {length:,} characters ({run_dir})",

@@ -53,10 +53,9 @@ ENTRIES = (
         forward_flops=forward_flops,
     ),
     Family(
-        # Compared with the GRU LM at equal size and time (docs/results.md) rather than with a
-        # bound of its own.
+        # Below the GRU LM's 1.550 on the unseen plays, in at most 30 minutes of training.
         "transformer-lm",
-        (Quality("test_loss_nats", "loss", **LOSS),),
+        (Quality("test_loss_nats", "loss", target="<= 1.50", **LOSS),),
         quick_overrides={
             "model.num_layers": 1,
             "model.num_heads": 2,
@@ -66,6 +65,9 @@ ENTRIES = (
             **QUICK,
         },
         export_unit="nats/char",
-        generation=generation_speed("kv_cache_speedup", ">= 5", (512, 64, 256, 1024)),
+        # As fast as the GRU's carried states (~2,000 characters a second).
+        generation=generation_speed(
+            "kv_cache_speedup", ">= 5", (512, 64, 256, 1024), speed_target=">= 2000"
+        ),
     ),
 )
