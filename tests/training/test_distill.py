@@ -103,6 +103,8 @@ def test_a_family_without_class_probabilities_is_refused(trained_gru_lm, tmp_pat
     assert not (tmp_path / "run").exists()
 
 
+# ~30 s: trains two tiny classifiers with their own vocabularies.
+@pytest.mark.slow
 def test_a_teacher_with_its_own_vocabulary_reads_the_students_batches(
     trained_transformer, tmp_path
 ):
