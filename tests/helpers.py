@@ -125,6 +125,7 @@ def run_task_test(run_dir: Path, directory: Path) -> None:
     inputs = next(iter(batches))[0]
     model.save(Path(directory) / "model.keras")
     loaded = keras.saving.load_model(Path(directory) / "model.keras", safe_mode=True)
+    assert type(loaded) is type(model), type(loaded)
     for ours, theirs in zip(
         tf.nest.flatten(model(inputs)), tf.nest.flatten(loaded(inputs)), strict=True
     ):

@@ -139,11 +139,12 @@ def test_a_language_model_needs_a_causal_backbone():
         TransformerLanguageModel(TransformerBackbone(VOCAB, 8, 1, 2, 8, 16))
 
 
-def test_config_round_trip(model):
+def test_config_round_trip_and_keras_file(model, tmp_path):
     clone = TransformerLanguageModel.from_config(model.get_config())
     clone.build((None, None))
     assert clone.get_config() == model.get_config()
     assert clone.count_params() == model.count_params()
+    assert_keras_file_round_trip(model, tokens((2, 9), seed=8), tmp_path)
 
 
 def test_tied_logits_read_the_token_embeddings(tmp_path):
