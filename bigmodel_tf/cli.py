@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -21,6 +22,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 # Names only: --help and `launch` must not import TensorFlow.
 FAMILIES = registry.family_names()
+HELP_WIDTH = 88
+TRAIN_EPILOG = "`bigmodel-tf train FAMILY --help` lists FAMILY's config keys and their defaults."
 # Kept in step with training.config.STRATEGIES by a test; spelt out here because importing the
 # training package imports TensorFlow.
 STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")
@@ -56,7 +59,8 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(train_epilog: str = TRAIN_EPILOG) -> argparse.ArgumentParser:
+    """The command line's parser; `train_epilog` ends `train --help` (a family's config keys)."""
     parser = Parser(
         prog="bigmodel-tf",
         description="Train, evaluate and export classic deep-learning models on real data.",
@@ -66,14 +70,23 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser(
         "train",
         help="train a model (resumes an interrupted run of the same config)",
-        description="Train a model family on a dataset. Re-running the same command resumes an "
-        "interrupted run at its last backup (every train.backup_steps steps and every epoch "
-        "end); a finished run is not trained again. The same command runs on several GPUs, and "
-        "as one worker of a cluster when TF_CONFIG or a Slurm job step names several (see "
-        "`bigmodel-tf launch --help`).",
+        description=textwrap.fill(
+            "Train a model family on a dataset. Re-running the same command resumes an "
+            "interrupted run at its last backup (every train.backup_steps steps and every epoch "
+            "end); a finished run is not trained again. The same command runs on several GPUs, "
+            "and as one worker of a cluster when TF_CONFIG or a Slurm job step names several "
+            "(see `bigmodel-tf launch --help`).",
+            HELP_WIDTH,
+        ),
+        epilog=train_epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     train.add_argument("model", choices=FAMILIES, help="model family")
-    train.add_argument("--dataset", help="embedded dataset (see `datasets`) or tfds:NAME")
+    train.add_argument(
+        "--dataset",
+        help="embedded dataset, your own data as images:DIR, text:PATH, csv:PATH or pairs:PATH, "
+        "or tfds:NAME (see `datasets`)",
+    )
     train.add_argument(
         "--preset",
         default="default",
@@ -231,14 +244,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--plot-attention",
         type=Path,
         metavar="PNG",
-        help="also draw each word's attention weights as a heatmap (needs matplotlib)",
+        help="also draw each word's attention weights as a heatmap into this PNG file",
     )
 
     board = commands.add_parser("tensorboard", help="serve a run's TensorBoard logs on 127.0.0.1")
     board.add_argument("run_dir", type=Path)
     board.add_argument("--port", type=int, default=6006, help="port (0 picks a free one)")
 
-    commands.add_parser("datasets", help="list the embedded datasets with their splits")
+    commands.add_parser(
+        "datasets", help="list the embedded datasets with their splits, and the kinds of own data"
+    )
     return parser
 
 
@@ -365,7 +380,9 @@ def _datasets(args: argparse.Namespace) -> None:
         print(f"{row['name']:<15} {splits}  [{row['source']}; {state}]")
         print(f"{'':<15} {row['description']}")
     print(f"{'tfds:NAME':<15} any TFDS catalogue dataset (needs internet the first time)")
-    print(f"{'pairs:PATH':<15} your own UTF-8 file of source<TAB>target lines (seq2seq)")
+    for kind, description in data.KINDS.items():
+        print(f"{kind + ':PATH':<15} yours: {description}")
+    print(f"{'':<15} (split with --set data.validation_fraction=..., data.test_fraction=..., ...)")
 
 
 COMMANDS = {
@@ -382,8 +399,33 @@ COMMANDS = {
 }
 
 
+def family_help(argv: list[str]) -> str:
+    """The end of `train FAMILY --help`: FAMILY's config keys with their defaults (those of
+    `--preset` if given) and what each accepts; `TRAIN_EPILOG` when no family is named."""
+    family = next((a for a in argv[1:] if a in FAMILIES), None)
+    if family is None:
+        return TRAIN_EPILOG
+    import_tensorflow_quietly()
+    from bigmodel_tf.training import make_config
+    from bigmodel_tf.training.config import describe
+
+    preset = argv[argv.index("--preset") + 1] if "--preset" in argv[:-1] else "default"
+    try:
+        rows = describe(make_config(family, preset=preset))
+    except UserError as e:
+        return f"{TRAIN_EPILOG}\n({e})"
+    width = max(len(key) for key, _, _ in rows)
+    lines = [
+        f"  {key:<{width}}  {value}" + (f"  [{allowed}]" if allowed else "")
+        for key, value, allowed in rows
+    ]
+    return f"{family} config keys (--set KEY=VALUE) and their {preset} values:\n" + "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    asks_help = argv[:1] == ["train"] and ("-h" in argv or "--help" in argv)
+    args = build_parser(family_help(argv) if asks_help else TRAIN_EPILOG).parse_args(argv)
     if args.command != "launch":  # the launcher only starts and watches workers
         import_tensorflow_quietly()
     try:

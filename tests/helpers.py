@@ -183,3 +183,72 @@ REPORT_VARIANTS = [
     "tflite float16",
     "tflite int8",
 ]
+
+
+# --- Small generated own-data sources (`images:`, `text:`, `csv:`, `pairs:`) -------------------
+
+
+def write_images(root: Path, per_class: int = 10) -> Path:
+    """Three classes of small PNG/JPEG/BMP/GIF images, of two sizes and grey and RGB, each class
+    a different bright stripe (so a model can tell them apart): `root/<class>/<n>.<suffix>`."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    suffixes = (".png", ".jpg", ".bmp", ".gif")
+    for label, name in enumerate(("across", "down", "corner")):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for n in range(per_class):
+            height, width = (16, 16) if n % 3 else (12, 20)
+            pixels = rng.integers(0, 60, (height, width, 3), dtype=np.uint8)
+            if label == 0:
+                pixels[height // 2 - 2 : height // 2 + 2] = 255
+            elif label == 1:
+                pixels[:, width // 2 - 2 : width // 2 + 2] = 255
+            else:
+                pixels[: height // 3, : width // 3] = 255
+            image = Image.fromarray(pixels)
+            if n % 2:
+                image = image.convert("L")
+            image.save(root / name / f"{n}{suffixes[n % len(suffixes)]}")
+    return root
+
+
+def write_texts(root: Path, files: int = 4, lines: int = 60) -> Path:
+    """`files` UTF-8 text files of simple repetitive English (with a non-ASCII letter)."""
+    rng = np.random.default_rng(1)
+    words = ["the", "cat", "sat", "on", "a", "mat", "and", "saw", "dog", "run", "café", "mill"]
+    root.mkdir(parents=True, exist_ok=True)
+    for f in range(files):
+        text = "\n".join(" ".join(rng.choice(words, 8)) for _ in range(lines))
+        (root / f"part{f}.txt").write_text(text + "\n", encoding="utf-8")
+    return root
+
+
+def write_table(path: Path, rows_per_class: int = 20) -> Path:
+    """A CSV of `text,label` rows in three classes whose words give the class away."""
+    rng = np.random.default_rng(2)
+    vocab = {
+        "sport": "match goal team score player win league",
+        "food": "bread cheese soup bake taste salt spoon",
+        "music": "song band guitar drum melody sing album",
+    }
+    rows = []
+    for label, words in vocab.items():
+        for _ in range(rows_per_class):
+            rows.append((" ".join(rng.choice(words.split(), 6)), label))
+    order = rng.permutation(len(rows))
+    lines = ["text,label", *(f'"{rows[i][0]}",{rows[i][1]}' for i in order)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def write_pairs(path: Path, count: int = 300) -> Path:
+    """`source<TAB>target` lines: a word and its letters spelt out in capitals."""
+    rng = np.random.default_rng(3)
+    letters = list("abcdefgh")
+    lines = []
+    for _ in range(count):
+        word = "".join(rng.choice(letters, int(rng.integers(2, 6))))
+        lines.append(f"{word}\t{' '.join(word.upper())}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

@@ -55,6 +55,24 @@ def test_datasets_lists_splits_and_sizes():
         r"rotten_tomatoes train 10,201, validation 1,275, test 1,275, unsupervised 1,083",
         listed.stdout,
     )
+    for kind in ("images", "text", "csv", "pairs"):
+        assert re.search(rf"^{kind}:PATH +yours: ", listed.stdout, re.MULTILINE), kind
+
+
+def test_train_help_for_a_family_lists_its_keys_and_defaults(capsys):
+    with pytest.raises(SystemExit) as done:
+        cli.main(["train", "transformer-lm", "--help"])
+    assert done.value.code == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "transformer-lm config keys (--set KEY=VALUE) and their default values:" in lines
+    expected = [
+        ["model.hidden_dim", "192", "[>= 1, <= 8192]"],  # the family's default,
+        ["train.learning_rate", "0.002", "[>= 0.0, <= 10.0]"],  # its train_defaults,
+        ["train.optimizer", "adamw", "[adam|adamw|sgd]"],
+        ["data.bad_images", "fail", "[fail|skip]"],  # and the own-data options
+    ]
+    for row in expected:
+        assert any(line.split(maxsplit=2) == row for line in lines), row
 
 
 def test_tensorboard_serves_the_runs_scalars(trained_cnn):

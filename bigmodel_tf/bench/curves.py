@@ -8,12 +8,12 @@ matplotlib.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from bigmodel_tf.errors import UserError
 from bigmodel_tf.io import read_json
+from bigmodel_tf.pictures import pyplot, save_png
 
 
 @dataclass
@@ -77,12 +77,7 @@ def plot_learning_curves(
     """Draws each labelled curve's validation (solid, one dot per epoch) and training (dashed)
     values against minutes of training, its test value as a star at its last epoch, and
     `target` as a horizontal line; writes a PNG at `path` atomically and returns `path`."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display here
-    from matplotlib import pyplot
-
-    figure, axes = pyplot.subplots(figsize=(7, 4.2), dpi=110)
+    figure, axes = pyplot().subplots(figsize=(7, 4.2), dpi=110)
     for index, (label, curve) in enumerate(curves.items()):
         color = f"C{index}"
         test = f", test {curve.test:.3f}" if curve.test is not None else ""
@@ -100,10 +95,4 @@ def plot_learning_curves(
     axes.grid(alpha=0.3)
     axes.legend(title="validation (solid), training (dashed), test (star)", fontsize=9)
     figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    figure.savefig(partial, format="png")
-    pyplot.close(figure)
-    os.replace(partial, path)
-    return path
+    return save_png(figure, path)

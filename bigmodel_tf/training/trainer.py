@@ -22,14 +22,17 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import keras
 import tensorflow as tf
 
-from bigmodel_tf.data import check_name
+from bigmodel_tf.data import DataOptions, check_name
+from bigmodel_tf.data.own import SPLITS
 from bigmodel_tf.data.pipeline import (
+    Batcher,
     evaluation_batches,
     fill_cache,
     num_batches,
@@ -99,13 +102,23 @@ def config_from_dict(raw: dict[str, Any]) -> RunConfig:
         **{k: tuple(v) if isinstance(v, list) else v for k, v in raw["model"].items()}
     )
     return RunConfig(
-        raw["family"], raw["dataset"], raw["preset"], model, TrainConfig(**raw["train"])
+        raw["family"],
+        raw["dataset"],
+        raw["preset"],
+        model,
+        TrainConfig(**raw["train"]),
+        DataOptions(**raw.get("data", {})),
     )
 
 
 def default_run_dir(config: RunConfig) -> Path:
     """`runs/<family>/<dataset>-<preset>-<config hash>`: the same command finds the same run."""
-    digest = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
+    described = config.to_dict()
+    if config.data == DataOptions():
+        # Runs that read no own data (or read it the default way) keep the directory they had
+        # before the data options existed.
+        del described["data"]
+    digest = hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:8]
     dataset = config.dataset.replace(":", "_").replace("/", "_")
     return Path("runs") / config.family / f"{dataset}-{config.preset}-{digest}"
 
@@ -265,6 +278,60 @@ def train(
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+@dataclass
+class _Inputs:
+    spec: Any
+    train_examples: tf.data.Dataset
+    test_examples: tf.data.Dataset
+    batcher: Batcher
+    steps_per_epoch: int
+    validation: tf.data.Dataset
+
+
+def _inputs(
+    config: RunConfig, task: TrainingTask, strategy: tf.distribute.Strategy, out_dir: Path
+) -> _Inputs:
+    """The run's data, checked to give every split a batch. A `UserError` here (bad data,
+    splits too small) leaves no trace of a run directory this call created."""
+    created = not out_dir.exists()
+    try:
+        # The chief prepares the data before the others: workers on one host share the
+        # dataset cache, where two processes preparing the same dataset at once would collide.
+        if not is_chief(strategy):
+            barrier(strategy)
+        spec = task.prepare(config, out_dir)
+        examples = {split: task.examples(config, split, spec) for split in SPLITS}
+        if is_chief(strategy):
+            barrier(strategy)
+        if strategy.num_replicas_in_sync > 1:
+            for split in ("train", "validation"):
+                examples[split] = fill_cache(examples[split])
+        batcher = task.batcher(config, spec, config.train.batch_size)
+        counts = {split: num_batches(examples[split], batcher) for split in SPLITS}
+        for split, count in counts.items():
+            if not count:
+                raise UserError(
+                    f"the {split} split of {config.dataset} makes no batch of "
+                    f"{config.train.batch_size} (add data, move it with data.*_fraction, or "
+                    "lower train.batch_size or the model's sequence length)"
+                )
+    except UserError:
+        if created:
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+    steps_per_epoch = counts["train"]
+    if config.train.max_steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, config.train.max_steps_per_epoch)
+    return _Inputs(
+        spec=spec,
+        train_examples=examples["train"],
+        test_examples=examples["test"],
+        batcher=batcher,
+        steps_per_epoch=steps_per_epoch,
+        validation=evaluation_batches(examples["validation"], batcher),
+    )
+
+
 def _train(
     config: RunConfig,
     task: TrainingTask,
@@ -279,29 +346,15 @@ def _train(
     train_cfg = config.train
     # Teacher and data first: a bad one fails before anything is written to the run directory.
     teacher_dir = _teacher_dir(config)
-    # The chief prepares the data before the others: workers on one host share the dataset
-    # cache, where two processes preparing the same dataset at once would collide.
-    if not is_chief(strategy):
-        barrier(strategy)
-    spec = task.prepare(config, out_dir)
-    train_examples = task.examples(config, "train", spec)
-    validation_examples = task.examples(config, "validation", spec)
-    if is_chief(strategy):
-        barrier(strategy)
-    if strategy.num_replicas_in_sync > 1:
-        train_examples, validation_examples = map(fill_cache, (train_examples, validation_examples))
-    batcher = task.batcher(config, spec, train_cfg.batch_size)
-    augment = task.augment(config, spec)
+    inputs = _inputs(config, task, strategy, out_dir)
+    spec, train_examples, batcher = inputs.spec, inputs.train_examples, inputs.batcher
+    steps_per_epoch, validation = inputs.steps_per_epoch, inputs.validation
     train_batcher = batcher
-    if augment is not None:
+    if (augment := task.augment(config, spec)) is not None:
 
         def train_batcher(examples: tf.data.Dataset) -> tf.data.Dataset:
             return batcher(examples).map(augment, num_parallel_calls=tf.data.AUTOTUNE)
 
-    steps_per_epoch = num_batches(train_examples, batcher)
-    if train_cfg.max_steps_per_epoch:
-        steps_per_epoch = min(steps_per_epoch, train_cfg.max_steps_per_epoch)
-    validation = evaluation_batches(validation_examples, batcher)
     write_json(out_dir / "config.json", config.to_dict())
 
     with strategy.scope():
@@ -392,7 +445,7 @@ def _train(
         )
 
     best_model = load_best(out_dir, task, config)
-    test = evaluation_batches(task.examples(config, "test", spec), batcher)
+    test = evaluation_batches(inputs.test_examples, batcher)
     metrics = {
         "family": config.family,
         "dataset": config.dataset,

@@ -34,6 +34,12 @@ class CnnConfig:
     dropout: float = option(0.4, min=0.0, max=0.95)
     # Small random shifts, rotations and zooms: the digits' natural variation; off at inference.
     augment: bool = option(True)
+    # Input side in pixels; images are resized to it (0: the data's own size, or the most
+    # common one among your images).
+    image_size: int = option(0, min=0, max=4096)
+    # Input channels, 1 (grey) or 3 (RGB); images are converted (0: the data's own, which is 3
+    # for your images when any of them has colour).
+    channels: int = option(0, choices=(0, 1, 3))
 
 
 PRESETS: dict[str, dict] = {

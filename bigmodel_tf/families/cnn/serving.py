@@ -42,7 +42,7 @@ class CnnServing(ClassificationServing):
         self, config: RunConfig, spec: ImageSpec, split: str, batch_size: int
     ) -> tf.data.Dataset:
         return (
-            image_examples(config.dataset, split)
+            image_examples(config.dataset, split, spec, config.data)
             .batch(batch_size)
             .map(lambda images, labels: ({"images": images}, labels))
         )

@@ -35,10 +35,17 @@ class CnnTask(TrainingTask):
     }
 
     def prepare(self, config: RunConfig, run_dir: Path) -> ImageSpec:
-        return image_spec(config.dataset)
+        model = config.model
+        return image_spec(
+            config.dataset,
+            config.data,
+            image_size=model.image_size,
+            channels=model.channels,
+            directory=run_dir,
+        )
 
     def examples(self, config: RunConfig, split: str, spec: ImageSpec) -> tf.data.Dataset:
-        return image_examples(config.dataset, split)
+        return image_examples(config.dataset, split, spec, config.data)
 
     def batcher(self, config: RunConfig, spec: ImageSpec, batch_size: int) -> Batcher:
         return image_batcher(batch_size)

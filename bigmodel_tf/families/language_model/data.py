@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bigmodel_tf.data import VOCABULARY_FILE, load
+from bigmodel_tf.data import VOCABULARY_FILE, DataOptions, load
 from bigmodel_tf.errors import UserError
 from bigmodel_tf.io import read_json, write_json
 
@@ -150,14 +150,16 @@ def ids_to_text(
     return tf.strings.reduce_join(characters).numpy().decode("utf-8")
 
 
-def _texts(dataset: str, split: str) -> tf.data.Dataset:
-    texts, info = load(dataset, split, as_supervised=False)
+def _texts(dataset: str, split: str, options: DataOptions | None) -> tf.data.Dataset:
+    texts, info = load(dataset, split, options, as_supervised=False)
     if "text" not in info.features:
         raise UserError(f"{dataset} has no text feature; a language model needs a text dataset")
     return texts.map(lambda example: example["text"])
 
 
-def char_spec(dataset: str, directory: Path, sequence_length: int) -> CharSpec:
+def char_spec(
+    dataset: str, directory: Path, sequence_length: int, options: DataOptions | None = None
+) -> CharSpec:
     """The spec of a text dataset, with the vocabulary of its `train` split kept in `directory`.
 
     The first call builds the vocabulary and writes it to `directory/VOCABULARY_FILE`; later
@@ -168,37 +170,47 @@ def char_spec(dataset: str, directory: Path, sequence_length: int) -> CharSpec:
             `tfds:tiny_shakespeare`).
         directory: Path. Where the vocabulary file lives (the run directory).
         sequence_length: int. Characters per input sequence.
+        options: DataOptions. How own data (`text:PATH`) is read and split.
     """
     path = Path(directory) / VOCABULARY_FILE
     if path.exists():
         vocabulary = load_vocabulary(path)
     else:
-        vocabulary = build_vocabulary(_texts(dataset, "train"))
+        vocabulary = build_vocabulary(_texts(dataset, "train", options))
         save_vocabulary(path, vocabulary)
     return CharSpec(tuple(vocabulary), OOV_ID, sequence_length)
 
 
-def char_examples(dataset: str, split: str, spec: CharSpec) -> tf.data.Dataset:
+def char_examples(
+    dataset: str, split: str, spec: CharSpec, options: DataOptions | None = None
+) -> tf.data.Dataset:
     """Unbatched `(inputs, targets)` int32 examples of `split` (see `lm_examples`), cached.
 
     Args:
         dataset: str. A dataset whose examples have a `text` feature.
         split: str. A TFDS split expression (`train`, `validation[:50%]`).
         spec: CharSpec. From `char_spec`.
+        options: DataOptions. How own data (`text:PATH`) is read and split.
     """
     lookup = char_lookup(spec.vocabulary)
-    return lm_examples(_texts(dataset, split), lookup, spec.sequence_length).cache()
+    return lm_examples(_texts(dataset, split, options), lookup, spec.sequence_length).cache()
 
 
 def char_streams(
-    dataset: str, split: str, spec: CharSpec, streams: int, steps: int
+    dataset: str,
+    split: str,
+    spec: CharSpec,
+    streams: int,
+    steps: int,
+    options: DataOptions | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Parallel runs of consecutive characters of `split`, for a model that carries its state.
 
     The split's texts are joined in order and `streams` stretches of `steps + 1` characters are
     taken at evenly spaced offsets, so a bounded sample still covers the whole split (a stretch
-    may cross from one work into the next). Time-major: row `t` holds every stream's `t`-th
-    character, ready to feed one step at a time.
+    may cross from one work into the next). A split too short for them (your own small text)
+    gives as many whole streams as fit, or one as long as the split. Time-major: row `t` holds
+    every stream's `t`-th character, ready to feed one step at a time.
 
     Args:
         dataset: str. A dataset whose examples have a `text` feature.
@@ -206,18 +218,19 @@ def char_streams(
         spec: CharSpec. From `char_spec`.
         streams: int. Number of parallel stretches (the batch of each step), at least 1.
         steps: int. Characters each stream predicts, at least 1.
+        options: DataOptions. How own data (`text:PATH`) is read and split.
 
     Returns:
-        `(inputs, targets)`, int32 of shape `(steps, streams)`; `targets[t] = inputs[t + 1]`.
+        `(inputs, targets)`, int32 of shape `(steps, streams)` (or fewer, as above);
+        `targets[t] = inputs[t + 1]`.
     """
-    text = "".join(t.decode("utf-8") for t in _texts(dataset, split).as_numpy_iterator())
+    text = "".join(t.decode("utf-8") for t in _texts(dataset, split, options).as_numpy_iterator())
     ids, _ = text_to_ids(text, char_lookup(spec.vocabulary))
+    if len(ids) < 2:
+        raise UserError(f"{dataset} {split} has {len(ids)} characters: nothing to predict")
+    steps = min(steps, len(ids) - 1)
+    streams = max(1, min(streams, len(ids) // (steps + 1)))
     stride = len(ids) // streams
-    if stride < steps + 1:
-        raise UserError(
-            f"{dataset} {split} has {len(ids):,} characters: too few for {streams:,} streams "
-            f"of {steps + 1:,}"
-        )
     offsets = np.arange(streams)[:, None] * stride + np.arange(steps + 1)  # (streams, steps + 1)
     stretches = ids[offsets].T  # (steps + 1, streams)
     return stretches[:-1], stretches[1:]

@@ -97,12 +97,13 @@ class LanguageModelServing(ServingTask):
     def raw_batches(
         self, config: RunConfig, spec: CharSpec, split: str, batch_size: int
     ) -> tf.data.Dataset:
-        """One batch per step of `batch_size` parallel streams (`char_streams`). The first
+        """One batch per step of `batch_size` parallel streams (`char_streams`: fewer for a
+        split too short for them). The first
         step's state is zeros; the later steps' is empty (no rows), as `predict` replaces it by
         the carried one: a Transformer's key/value cache per step would hold hundreds of
         megabytes for each of hundreds of steps."""
         tokens, targets = char_streams(
-            config.dataset, split, spec, batch_size, self.stream_steps(config)
+            config.dataset, split, spec, batch_size, self.stream_steps(config), config.data
         )
         steps = tf.data.Dataset.from_tensor_slices((tokens, targets))
 
@@ -116,7 +117,8 @@ class LanguageModelServing(ServingTask):
             return lambda token, target: ({"token": token, **state}, target)
 
         first, rest = steps.take(1), steps.skip(1)
-        return first.map(with_state(batch_size)).concatenate(rest.map(with_state(0)))
+        streams = tokens.shape[1]
+        return first.map(with_state(streams)).concatenate(rest.map(with_state(0)))
 
     def predict(self, run, batches) -> tuple[np.ndarray, np.ndarray]:
         logits, carried = [], {}

@@ -25,10 +25,10 @@ class LanguageModelTask(TrainingTask):
     default_dataset = "shakespeare"
 
     def prepare(self, config: RunConfig, run_dir: Path) -> CharSpec:
-        return char_spec(config.dataset, run_dir, config.model.sequence_length)
+        return char_spec(config.dataset, run_dir, config.model.sequence_length, config.data)
 
     def examples(self, config: RunConfig, split: str, spec: CharSpec) -> tf.data.Dataset:
-        return char_examples(config.dataset, split, spec)
+        return char_examples(config.dataset, split, spec, config.data)
 
     def batcher(self, config: RunConfig, spec: CharSpec, batch_size: int) -> Batcher:
         # Every batch the same shape (XLA compiles once); drops at most batch_size - 1 windows.

@@ -53,9 +53,10 @@ def decode_speed(family: Family, run_dir: Path, quick: bool, rounds: int) -> lis
     over the batches is timed beside them."""
     config, _, spec, model = load_trained(run_dir)
     max_length = spec.max_target_length + 1
+    test = reference_batches(config.dataset, "test", spec, 256, config.data)
     batches = [
         source[:, : int((source != PAD_ID).sum(1).max())]  # each batch to its longest word
-        for source, _ in reference_batches(config.dataset, "test", spec, 256).as_numpy_iterator()
+        for source, _ in test.as_numpy_iterator()
     ][: 1 if quick else None]
     words = [word[None, : int((word != PAD_ID).sum())] for batch in batches for word in batch]
     sample = words[:: max(1, len(words) // (10 if quick else PER_WORD_SAMPLE))]  # all lengths

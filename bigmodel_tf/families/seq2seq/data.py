@@ -18,7 +18,6 @@ is teacher forcing:
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,15 +26,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bigmodel_tf.data import PAD_ID, PAIRS_PREFIX, VOCABULARY_FILE, load
+from bigmodel_tf.data import PAD_ID, VOCABULARY_FILE, DataOptions, load
 from bigmodel_tf.data.pipeline import AUTOTUNE
 from bigmodel_tf.errors import UserError
 from bigmodel_tf.io import read_json, write_json
 
 PAD_TOKEN, OOV_TOKEN, START_TOKEN, END_TOKEN = "", "[UNK]", "<s>", "</s>"
 OOV_ID, START_ID, END_ID = 1, 2, 3  # after PAD_ID, 0
-# A `pairs:PATH` file's splits.
-PAIRS_SPLITS = ("train", "validation", "test")
 # CMUdict's most pronunciations of one word (`reference_batches` keeps no more).
 MAX_REFERENCES = 4
 # Batches group examples of similar length (the longer of source and target), so that little
@@ -107,73 +104,28 @@ def strip_stress(pronunciation: str) -> str:
     return pronunciation.translate(str.maketrans("", "", "0123456789"))
 
 
-def references(dataset: str, split: str) -> tf.data.Dataset:
+def references(dataset: str, split: str, options: DataOptions | None = None) -> tf.data.Dataset:
     """`(source, targets)` string pairs of `split`: a word and all its pronunciations (or a
     sentence and all its translations), from `cmudict` or a `pairs:PATH` file."""
-    if dataset.startswith(PAIRS_PREFIX):
-        path = Path(dataset[len(PAIRS_PREFIX) :])
-        if split not in PAIRS_SPLITS:
-            raise UserError(f"bad split {split!r} for {dataset}: choose {', '.join(PAIRS_SPLITS)}")
-        chosen = [(s, t) for s, t in read_pairs(path).items() if pairs_split(s) == split]
-        if not chosen:
-            raise UserError(f"{dataset} has no {split} pairs; it needs more lines")
-        return tf.data.Dataset.from_generator(
-            lambda: iter(chosen),
-            output_signature=(
-                tf.TensorSpec((), tf.string),
-                tf.TensorSpec((None,), tf.string),
-            ),
-        )
-    examples, info = load(dataset, split, as_supervised=False)
-    if set(info.features) != {"word", "pronunciations"}:
+    examples, info = load(dataset, split, options, as_supervised=False)
+    features = set(info.features)
+    if features not in ({"word", "pronunciations"}, {"source", "targets"}):
         raise UserError(
-            f"{dataset} has no word and pronunciations features; seq2seq needs cmudict "
-            f"or {PAIRS_PREFIX}PATH"
+            f"{dataset} has no word and pronunciations features; seq2seq needs cmudict or "
+            "pairs:PATH"
         )
-    return examples.map(lambda example: (example["word"], example["pronunciations"]))
+    source, targets = ("word", "pronunciations") if "word" in features else ("source", "targets")
+    return examples.map(lambda example: (example[source], example[targets]))
 
 
-def read_pairs(path: Path) -> dict[str, list[str]]:
-    """`{source: [target, ...]}` of a UTF-8 file of `source<TAB>target` lines, in file order.
-
-    The format of the Tatoeba/Anki sentence pairs (`eng<TAB>spa<TAB>attribution`): columns
-    after the second are ignored; blank lines are skipped; a source on several lines has all
-    their targets. A line without a tab, or with an empty source or target, is a `UserError`
-    naming its line number.
-    """
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise UserError(f"cannot read {path} as UTF-8 text: {e}") from None
-    pairs: dict[str, list[str]] = {}
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        source, tab, rest = line.partition("\t")
-        target = rest.split("\t")[0].strip()
-        if not tab:
-            raise UserError(f"{path} line {number}: no tab between source and target")
-        if not source.strip() or not target:
-            raise UserError(f"{path} line {number}: empty source or target")
-        pairs.setdefault(source.strip(), []).append(target)
-    return pairs
-
-
-def pairs_split(source: str) -> str:
-    """The split of a `pairs:` source, from its CRC-32: 1 in 20 `test`, 1 in 20 `validation`,
-    the rest `train` (about 90/5/5, the same whatever else the file holds)."""
-    bucket = zlib.crc32(source.encode("utf-8")) % 20
-    return {0: "test", 1: "validation"}.get(bucket, "train")
-
-
-def _pairs(dataset: str, split: str) -> tf.data.Dataset:
+def _pairs(dataset: str, split: str, options: DataOptions | None) -> tf.data.Dataset:
     """One `(source, target)` string pair per pronunciation."""
 
     def one_pair_per_target(word: tf.Tensor, targets: tf.Tensor):
         return tf.fill(tf.shape(targets), word), targets
 
     # map + unbatch, not flat_map over one small dataset per word: 40% faster over cmudict.
-    return references(dataset, split).map(one_pair_per_target).unbatch()
+    return references(dataset, split, options).map(one_pair_per_target).unbatch()
 
 
 def _adapted(tokens: tf.Tensor) -> list[str]:
@@ -188,9 +140,11 @@ def transduction_spec(
     max_source_length: int,
     max_target_length: int,
     stress: bool = True,
+    options: DataOptions | None = None,
 ) -> Seq2SeqSpec:
     """The spec of a seq2seq dataset, with the vocabularies of its `train` split kept in
     `directory` (built on the first call, read back afterwards, so ids never change in a run).
+    `options` say how own data (`pairs:PATH`) is split.
     """
     path = Path(directory) / VOCABULARY_FILE
     if path.exists():
@@ -199,7 +153,7 @@ def transduction_spec(
     else:
         # Every source and target token of the split, read in one pass (a few MB).
         tokens = (
-            _pairs(dataset, "train")
+            _pairs(dataset, "train", options)
             .batch(4096)
             .map(lambda s, t: (split_source(s).flat_values, split_target(t, stress).flat_values))
         )
@@ -211,7 +165,9 @@ def transduction_spec(
     return Seq2SeqSpec(tuple(source), tuple(target), max_source_length, max_target_length, stress)
 
 
-def transduction_examples(dataset: str, split: str, spec: Seq2SeqSpec) -> tf.data.Dataset:
+def transduction_examples(
+    dataset: str, split: str, spec: Seq2SeqSpec, options: DataOptions | None = None
+) -> tf.data.Dataset:
     """Unbatched `((source, decoder_inputs), targets)` int32 examples of `split`, one per
     pronunciation, cached; those longer than the spec's maxima are dropped (none of cmudict's
     with the defaults)."""
@@ -229,7 +185,8 @@ def transduction_examples(dataset: str, split: str, spec: Seq2SeqSpec) -> tf.dat
             tf.size(target_ids) <= spec.max_target_length + 1,
         )
 
-    return _pairs(dataset, split).map(encode, num_parallel_calls=AUTOTUNE).filter(fits).cache()
+    pairs = _pairs(dataset, split, options)
+    return pairs.map(encode, num_parallel_calls=AUTOTUNE).filter(fits).cache()
 
 
 def transduction_batcher(batch_size: int):
@@ -247,7 +204,11 @@ def transduction_batcher(batch_size: int):
 
 
 def reference_batches(
-    dataset: str, split: str, spec: Seq2SeqSpec, batch_size: int
+    dataset: str,
+    split: str,
+    spec: Seq2SeqSpec,
+    batch_size: int,
+    options: DataOptions | None = None,
 ) -> tf.data.Dataset:
     """`(source, references)` int32 batches of `split`'s words, in stored order, for decoding:
     source ids `(batch, max_source_length)` and every reference's target ids (without start or
@@ -263,7 +224,7 @@ def reference_batches(
             ids.to_tensor(PAD_ID, shape=shape),
         )
 
-    return references(dataset, split).ragged_batch(batch_size).map(encode)
+    return references(dataset, split, options).ragged_batch(batch_size).map(encode)
 
 
 def encode_sources(words: Sequence[str], spec: Seq2SeqSpec) -> np.ndarray:

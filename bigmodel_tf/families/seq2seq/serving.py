@@ -107,7 +107,7 @@ class Seq2SeqServing(ServingTask):
     ) -> tf.data.Dataset:
         """Words padded to `max_source_length` as `source`; targets are each word's reference
         ids, `(batch, 4, max_target_length)` padded with 0 (CMUdict has at most 4)."""
-        return reference_batches(config.dataset, split, spec, batch_size).map(
+        return reference_batches(config.dataset, split, spec, batch_size, config.data).map(
             lambda source, targets: ({"source": source}, targets)
         )
 

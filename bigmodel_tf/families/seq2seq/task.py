@@ -22,6 +22,7 @@ from bigmodel_tf.families.seq2seq.transduction import (
     MaskedAccuracy,
     MaskedCrossentropy,
     TransductionSample,
+    sample_words,
     split_error_rates,
 )
 from bigmodel_tf.training.config import RunConfig
@@ -62,11 +63,16 @@ class Seq2SeqTask(TrainingTask):
     def prepare(self, config: RunConfig, run_dir: Path) -> Seq2SeqSpec:
         model = config.model
         return transduction_spec(
-            config.dataset, run_dir, model.max_source_length, model.max_target_length, model.stress
+            config.dataset,
+            run_dir,
+            model.max_source_length,
+            model.max_target_length,
+            model.stress,
+            config.data,
         )
 
     def examples(self, config: RunConfig, split: str, spec: Seq2SeqSpec) -> tf.data.Dataset:
-        return transduction_examples(config.dataset, split, spec)
+        return transduction_examples(config.dataset, split, spec, config.data)
 
     def batcher(self, config: RunConfig, spec: Seq2SeqSpec, batch_size: int) -> Batcher:
         return transduction_batcher(batch_size)
@@ -96,16 +102,17 @@ class Seq2SeqTask(TrainingTask):
     def callbacks(
         self, config: RunConfig, spec: Seq2SeqSpec, run_dir: Path
     ) -> list[keras.callbacks.Callback]:
-        return [TransductionSample(run_dir / "logs" / "samples", spec)]
+        words = sample_words(config, spec)
+        return [TransductionSample(run_dir / "logs" / "samples", spec, words)] if words else []
 
     def extra_metrics(
         self, config: RunConfig, spec: Seq2SeqSpec, model: keras.Model, split: str
     ) -> dict[str, float]:
-        greedy = split_error_rates(model, spec, config.dataset, split, beam_width=1)
+        greedy = split_error_rates(model, spec, config, split, beam_width=1)
         beam = split_error_rates(
             model,
             spec,
-            config.dataset,
+            config,
             split,
             beam_width=config.model.beam_width,
             length_penalty=config.model.length_penalty,

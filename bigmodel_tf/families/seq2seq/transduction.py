@@ -10,6 +10,7 @@ phoneme and word error rates of decoded outputs, and `transduce`, the Python sid
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -34,6 +35,8 @@ from bigmodel_tf.families.seq2seq.data import (
 )
 from bigmodel_tf.families.seq2seq.decoding import beam_decode, greedy_decode
 from bigmodel_tf.families.seq2seq.model import Seq2Seq
+from bigmodel_tf.pictures import pyplot, save_png
+from bigmodel_tf.training.config import RunConfig
 
 # Words decoded per batch when scoring a split; sorted by length, so batches end together.
 DECODE_BATCH = 256
@@ -149,12 +152,12 @@ def decode(
 
 
 def split_error_rates(
-    model: Seq2Seq, spec: Seq2SeqSpec, dataset: str, split: str, beam_width: int, **beam
+    model: Seq2Seq, spec: Seq2SeqSpec, config: RunConfig, split: str, beam_width: int, **beam
 ) -> dict[str, float]:
     """PER and WER of decoding every word of `split` (with `_no_stress` twins for a model
     that predicts stress: the published figures are on stress-free phonemes)."""
     words, truths = [], []
-    for word, pronunciations in references(dataset, split).as_numpy_iterator():
+    for word, pronunciations in references(config.dataset, split, config.data).as_numpy_iterator():
         words.append(word.decode())
         truths.append([p.decode() for p in pronunciations])
     lookup = token_lookup(spec.source_vocabulary)
@@ -306,6 +309,24 @@ def _unrolled_direction(cell: keras.layers.Layer, x: tf.Tensor, mask: tf.Tensor)
     return tf.stack(outputs, axis=1), states
 
 
+def sample_words(config: RunConfig, spec: Seq2SeqSpec, count: int = 5) -> list[str]:
+    """The words TensorBoard shows decoded: `SAMPLE_WORDS` where the model reads them all
+    (CMUdict's letters), else the first `count` validation sources it can read (your pairs)."""
+
+    def readable(word: str) -> bool:
+        try:
+            encode_sources([word], spec)
+        except UserError:
+            return False
+        return True
+
+    if all(map(readable, SAMPLE_WORDS)):
+        return list(SAMPLE_WORDS)
+    validation = references(config.dataset, "validation", config.data).as_numpy_iterator()
+    sources = (source.decode() for source, _ in validation)
+    return list(itertools.islice(filter(readable, sources), count))
+
+
 class TransductionSample(keras.callbacks.Callback):
     """Writes a few words' greedy outputs (the Text tab) and their attention weights (the
     Images tab: output tokens down, input letters across, white = 1) to TensorBoard after every
@@ -314,14 +335,14 @@ class TransductionSample(keras.callbacks.Callback):
     Args:
         log_dir: path. Where the event file goes (a run's `logs/samples`).
         spec: Seq2SeqSpec. The run's data spec.
-        words: sequence of str. The words to decode. Defaults to `SAMPLE_WORDS`.
+        words: sequence of str. The words to decode (`sample_words`).
     """
 
-    def __init__(self, log_dir: Path | str, spec: Seq2SeqSpec, words: Sequence[str] = ()):
+    def __init__(self, log_dir: Path | str, spec: Seq2SeqSpec, words: Sequence[str]):
         super().__init__()
         self.log_dir = str(log_dir)
         self.spec = spec
-        self.words = list(words or SAMPLE_WORDS)
+        self.words = list(words)
         self.source = encode_sources(self.words, spec)
         self.writer = None
 
@@ -370,7 +391,7 @@ def transduce(
             saw raises `UserError` (nothing is truncated).
         beam_width: int. 1 decodes greedily; None uses the run's `model.beam_width`.
         plot_attention: path. Also draw each word's attention weights as a heatmap into this
-            PNG file (needs matplotlib). Defaults to None.
+            PNG file. Defaults to None.
 
     Returns:
         One string per word: tokens separated by spaces.
@@ -393,14 +414,7 @@ def transduce(
 
 def _plot_attention(model, spec, words, source, outputs, path: Path) -> None:
     """One heatmap per word (output tokens down, input characters across), in one PNG."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        from matplotlib import pyplot
-    except ImportError:
-        raise UserError("--plot-attention needs matplotlib: pip install matplotlib") from None
-    figure, axes = pyplot.subplots(1, len(words), figsize=(3 * len(words), 3), squeeze=False)
+    figure, axes = pyplot().subplots(1, len(words), figsize=(3 * len(words), 3), squeeze=False)
     for axis, word, ids, output in zip(axes[0], words, source, outputs, strict=True):
         weights = attention_weights(model, spec, ids, output)
         axis.imshow(weights, cmap="viridis", vmin=0.0, vmax=1.0)
@@ -408,6 +422,4 @@ def _plot_attention(model, spec, words, source, outputs, path: Path) -> None:
         axis.set_yticks(range(weights.shape[0]), [*output.split(), END_TOKEN])
         axis.set_title(word)
     figure.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    figure.savefig(tmp)
-    tmp.replace(path)
+    save_png(figure, path)

@@ -75,10 +75,16 @@ class TransformerClassifierTask(TrainingTask):
             checkpoint = _checked_checkpoint(config)
             vocabulary = {"vocabulary": list(checkpoint.vocabulary), "end_token": True}
             write_json(run_dir / WORDPIECE_FILE, vocabulary)
-        return subword_spec(config.dataset, run_dir, model.vocabulary_size, model.sequence_length)
+        return subword_spec(
+            config.dataset,
+            run_dir,
+            model.vocabulary_size,
+            model.sequence_length,
+            options=config.data,
+        )
 
     def examples(self, config: RunConfig, split: str, spec: SubwordSpec) -> tf.data.Dataset:
-        return subword_examples(config.dataset, split, spec)
+        return subword_examples(config.dataset, split, spec, options=config.data)
 
     def batcher(self, config: RunConfig, spec: SubwordSpec, batch_size: int) -> Batcher:
         return token_batcher(batch_size)

@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING
 import keras
 import tensorflow as tf
 
-from bigmodel_tf.data import PAD_ID, builder, cache_dir, load
+from bigmodel_tf.data import PAD_ID, DataOptions, builder, cache_dir, load
+from bigmodel_tf.data.own import parse
 from bigmodel_tf.data.pipeline import AUTOTUNE
 from bigmodel_tf.errors import UserError
 from bigmodel_tf.io import read_json, write_json
@@ -37,6 +38,8 @@ RESERVED_TOKENS = ("[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]")
 CLS_ID, MASK_ID = 1, 4
 OOV_TOKEN = "[UNK]"
 WORDPIECE_FILE = "wordpiece.json"
+# A classifier run's class names, kept so that `classify` and `export` need no data.
+LABELS_FILE = "labels.json"
 # Short texts (review snippets average ~25 subwords) are batched with texts of similar length,
 # so that little of each batch is padding; see `token_batcher`.
 BUCKET_BOUNDARIES = (16, 32, 64, 128, 256, 512)
@@ -198,11 +201,21 @@ class Retokenizer(keras.layers.Layer):
         return config
 
 
-def _texts(dataset: str, split: str, *, labelled: bool) -> tf.data.Dataset:
-    examples, _ = load(dataset, split, as_supervised=False)
+def _texts(
+    dataset: str, split: str, options: DataOptions | None, *, labelled: bool
+) -> tf.data.Dataset:
+    examples, info = load(dataset, split, options, as_supervised=False)
     if labelled:
         return examples.map(lambda example: (example["text"], example["label"]))
-    return examples.map(lambda example: example["text"])
+    texts = examples.map(lambda example: example["text"])
+    if "title" in info.features:
+        # Whole documents (your text files, the plays): one text per non-empty line, where the
+        # encoder would otherwise read each document's first `sequence_length` subwords alone.
+        lines = texts.flat_map(
+            lambda text: tf.data.Dataset.from_tensor_slices(tf.strings.split(text, "\n"))
+        )
+        texts = lines.filter(lambda line: tf.strings.length(tf.strings.strip(line)) > 0)
+    return texts
 
 
 def subword_spec(
@@ -213,58 +226,74 @@ def subword_spec(
     *,
     labelled: bool = True,
     vocabulary_split: str = "train",
+    options: DataOptions | None = None,
 ) -> SubwordSpec:
     """The spec of a text dataset, with a vocabulary computed from `vocabulary_split` and kept
     in `directory`.
 
     The first call computes the vocabulary (a few seconds for Rotten Tomatoes) and writes it to
-    `directory/WORDPIECE_FILE`; later calls read it back, so the ids never change within a run
-    (and a run can start from another run's vocabulary by copying its file first).
+    `directory/WORDPIECE_FILE`, and the class names to `directory/LABELS_FILE`; later calls
+    read them back, so the ids never change within a run and the run needs no data to rebuild
+    its model (a run can start from another run's vocabulary by copying its file first).
 
     Args:
         dataset: str. A dataset with a `text` feature and, to classify, a `label` feature
-            (`rotten_tomatoes`, `tfds:imdb_reviews`).
+            (`rotten_tomatoes`, `csv:PATH`, `tfds:imdb_reviews`).
         directory: Path. Where the vocabulary file lives (the run directory).
         vocabulary_size: int. The most tokens the vocabulary may have.
         sequence_length: int. Longest input in tokens, `[CLS]` included.
         labelled: bool. Whether the dataset must have labels (to classify). Defaults to `True`.
         vocabulary_split: str. The split expression whose texts the vocabulary is learnt from.
             Defaults to `"train"`.
+        options: DataOptions. How own data is read and split.
     """
-    features = builder(dataset).info.features
-    if "text" not in features:
-        raise UserError(f"{dataset} has no text feature; a Transformer on subwords needs one")
-    if labelled and "label" not in features:
-        raise UserError(f"{dataset} has no labels; a text classifier needs them")
-    labels = tuple(features["label"].names) if labelled else ()
-    path = Path(directory) / WORDPIECE_FILE
-    if not path.exists():
-        vocabulary = _shared_vocabulary(dataset, vocabulary_split, vocabulary_size)
-        write_json(path, {"vocabulary": vocabulary})
-    saved = read_json(path)
+    directory = Path(directory)
+    vocabulary_path, labels_path = directory / WORDPIECE_FILE, directory / LABELS_FILE
+    if not vocabulary_path.exists() or (labelled and not labels_path.exists()):
+        features = builder(dataset, options).info.features
+        if "text" not in features:
+            raise UserError(f"{dataset} has no text feature; a Transformer on subwords needs one")
+        if labelled and "label" not in features:
+            raise UserError(f"{dataset} has no labels; a text classifier needs them")
+        if not vocabulary_path.exists():
+            vocabulary = _shared_vocabulary(dataset, vocabulary_split, vocabulary_size, options)
+            write_json(vocabulary_path, {"vocabulary": vocabulary})
+        if labelled:
+            write_json(labels_path, {"labels": list(features["label"].names)})
+    saved = read_json(vocabulary_path)
+    labels = tuple(read_json(labels_path)["labels"]) if labelled else ()
     return SubwordSpec(
         tuple(saved["vocabulary"]), labels, sequence_length, saved.get("end_token", False)
     )
 
 
-def _shared_vocabulary(dataset: str, split: str, size: int) -> list[str]:
+def _shared_vocabulary(
+    dataset: str, split: str, size: int, options: DataOptions | None
+) -> list[str]:
     """`compute_vocabulary` of a split's texts, kept in the cache for the next run that asks.
 
     The learner is pure Python and slow (a minute or more for Rotten Tomatoes' 10,201
     snippets on 2 cores) and its result is a function of the data and the size alone.
     """
-    version = builder(dataset).info.version
-    name = f"{dataset}-{version}-{split}-{size}.json".replace(":", "_").replace("/", "_")
+    found = builder(dataset, options)
+    # Own data is named by its prepared folder, `<kind>-<digest of its files>`.
+    source = Path(found.data_dir).parent.parent.name if parse(dataset) else dataset
+    name = f"{source}-{found.info.version}-{split}-{size}.json".replace(":", "_").replace("/", "_")
     path = cache_dir() / "vocabularies" / name
     if path.exists():
         return read_json(path)["vocabulary"]
-    vocabulary = compute_vocabulary(_texts(dataset, split, labelled=False), size)
+    vocabulary = compute_vocabulary(_texts(dataset, split, options, labelled=False), size)
     write_json(path, {"vocabulary": vocabulary})
     return vocabulary
 
 
 def subword_examples(
-    dataset: str, split: str, spec: SubwordSpec, *, labelled: bool = True
+    dataset: str,
+    split: str,
+    spec: SubwordSpec,
+    *,
+    labelled: bool = True,
+    options: DataOptions | None = None,
 ) -> tf.data.Dataset:
     """Unbatched examples of `split`, cached: `(ids, label)` pairs, or the ids alone when not
     `labelled`; int32 ids of shape `(time,)` (see `encode`), int64 labels."""
@@ -280,7 +309,7 @@ def subword_examples(
         return (ids[:length], *labels) if labels else ids[:length]
 
     return (
-        _texts(dataset, split, labelled=labelled)
+        _texts(dataset, split, options, labelled=labelled)
         .batch(1024)  # tokenise many texts per call
         .map(encoded, num_parallel_calls=AUTOTUNE)
         .unbatch()

@@ -9,6 +9,7 @@ import keras
 import tensorflow as tf
 
 from bigmodel_tf import registry
+from bigmodel_tf.data import builder
 from bigmodel_tf.data.pipeline import Batcher
 from bigmodel_tf.families import transformer
 from bigmodel_tf.families.transformer.checks import check_heads
@@ -27,10 +28,16 @@ from bigmodel_tf.training.task import TrainingTask
 PRETRAINING_SPLIT = "train+unsupervised"
 
 
+def pretraining_split(config: RunConfig) -> str:
+    """`PRETRAINING_SPLIT` where the dataset has unlabelled texts, else `train` (your text)."""
+    splits = builder(config.dataset, config.data).info.splits
+    return PRETRAINING_SPLIT if "unsupervised" in splits else "train"
+
+
 class TransformerMlmTask(TrainingTask):
     """Masked-language-model pretraining (BERT) of the classifier's backbone on unlabelled text.
 
-    Trains on `PRETRAINING_SPLIT` (validation and test: the held-out splits' texts, labels
+    Trains on `pretraining_split` (validation and test: the held-out splits' texts, labels
     unused), with a WordPiece vocabulary computed from it; the loss and accuracy count the
     masked positions only. A `transformer` classifier starts from the finished run with
     `model.encoder_from=RUN_DIR`. These runs are not exported: the fine-tuned classifier is.
@@ -60,12 +67,13 @@ class TransformerMlmTask(TrainingTask):
             model.vocabulary_size,
             model.sequence_length,
             labelled=False,
-            vocabulary_split=PRETRAINING_SPLIT,
+            vocabulary_split=pretraining_split(config),
+            options=config.data,
         )
 
     def examples(self, config: RunConfig, split: str, spec: SubwordSpec) -> tf.data.Dataset:
-        split = PRETRAINING_SPLIT if split == "train" else split
-        return subword_examples(config.dataset, split, spec, labelled=False)
+        split = pretraining_split(config) if split == "train" else split
+        return subword_examples(config.dataset, split, spec, labelled=False, options=config.data)
 
     def batcher(self, config: RunConfig, spec: SubwordSpec, batch_size: int) -> Batcher:
         def mask(ids):

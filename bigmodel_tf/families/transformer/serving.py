@@ -87,7 +87,7 @@ class ClassifierServing(ClassificationServing):
         """Batches padded to `sequence_length`: one width for every batch, as int8 calibration
         and the report's latency inputs (rows drawn from several batches) need."""
         return (
-            subword_examples(config.dataset, split, spec)
+            subword_examples(config.dataset, split, spec, options=config.data)
             .padded_batch(batch_size, padded_shapes=([spec.sequence_length], []))
             .map(lambda ids, labels: ({"token_ids": ids}, labels))
         )
