@@ -8,13 +8,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import textwrap
 import time
 from pathlib import Path
 
 from bigmodel_tf import registry
-from bigmodel_tf.errors import UserError
+from bigmodel_tf.errors import Interrupted, UserError
 from bigmodel_tf.io import import_tensorflow_quietly
 
 # Before TensorFlow is imported: keep its C++ start-up chatter off stderr.
@@ -433,6 +434,16 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"bigmodel-tf {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # the machine's, not ours: a full disk, a permission, a lost mount
+        where = f" ({e.filename})" if e.filename and str(e.filename) not in str(e) else ""
+        print(f"bigmodel-tf {args.command}: error: {e}{where}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"bigmodel-tf {args.command}: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
+    except Interrupted as e:
+        print(f"bigmodel-tf {args.command}: {e}", file=sys.stderr)
+        return e.exit_code
     return status or 0
 
 

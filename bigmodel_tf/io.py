@@ -39,8 +39,15 @@ def make_readable_dir(path: Path) -> None:
 
 
 def read_json(path: Path) -> Any:
-    with open(path) as f:
-        return json.load(f)
+    """The JSON in `path`; a file that is not JSON (truncated, overwritten) is a `UserError`
+    naming it."""
+    from bigmodel_tf.errors import UserError
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path} is damaged (not valid JSON: {e})") from None
 
 
 @contextlib.contextmanager

@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     from bigmodel_tf.bench.curves import plot_learning_curves, read_curve
     from bigmodel_tf.errors import UserError
     from bigmodel_tf.training import make_config
-    from bigmodel_tf.training.trainer import default_run_dir
+    from bigmodel_tf.training.runs import default_run_dir
 
     os.chdir(ROOT)  # default runs live in the repository's runs/
     try:

@@ -110,7 +110,7 @@ def run_task_test(run_dir: Path, directory: Path) -> None:
     (`ServingTask.predict`), give the Keras model's outputs."""
     from bigmodel_tf.export import write_saved_model
     from bigmodel_tf.registry import serving_for, task_for
-    from bigmodel_tf.training.trainer import load_run
+    from bigmodel_tf.training.runs import load_run
 
     config = load_run(run_dir)
     task, serving = task_for(config.family), serving_for(config.family)

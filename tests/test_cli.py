@@ -137,6 +137,12 @@ def one_error_line(capsys, argv) -> str:
         (["classify", "/nonexistent/run", "x"], "is not a run directory"),
         (["classify", "{trained_cnn}", "x"], "is a 'cnn' run; classify takes a 'transformer'"),
         (["classify", "{trained_transformer}", "fine", ""], "text 2 is empty"),
+        (["classify", "{trained_transformer}", "fine", " \t\n"], "text 2 is empty"),
+        (["classify", "{trained_transformer}", "caf\udce9"], "text 1 is not valid UTF-8"),
+        (["transduce", "{trained_seq2seq}", "h3llo"], "'h3llo': '3' not in the model's"),
+        (["transduce", "{trained_seq2seq}", "don't!"], "'!' not in the model's characters"),
+        (["transduce", "{trained_seq2seq}", "привет"], "not in the model's characters"),
+        (["transduce", "{trained_seq2seq}", "a" * 200], "has 200 characters; the model takes"),
     ],
 )
 def test_bad_input_gets_one_clear_line_and_exit_code_2(capsys, request, argv, message):

@@ -32,15 +32,9 @@ from bigmodel_tf.export.tflite import QUANTIZATIONS
 from bigmodel_tf.io import read_json
 from bigmodel_tf.registry import serving_for, task_for
 from bigmodel_tf.training.config import RunConfig
+from bigmodel_tf.training.runs import default_run_dir, load_best, load_run, make_config
 from bigmodel_tf.training.task import TrainingTask
-from bigmodel_tf.training.trainer import (
-    default_run_dir,
-    load_best,
-    load_run,
-    make_config,
-    make_optimizer,
-    train,
-)
+from bigmodel_tf.training.trainer import make_optimizer, train
 
 # Every family's entries, in the families' order (each family package's `bench.ENTRIES`).
 FAMILIES: tuple[Family, ...] = tuple(registry.bench_entries())

@@ -55,8 +55,9 @@ from bigmodel_tf.export.serving import ServingTask
 from bigmodel_tf.export.tflite import QUANTIZATIONS, TfliteModel, convert
 from bigmodel_tf.io import make_readable_dir, read_json, write_json
 from bigmodel_tf.registry import serving_for
+from bigmodel_tf.training.faults import writing
+from bigmodel_tf.training.runs import config_from_dict, load_run, load_trained
 from bigmodel_tf.training.task import TrainingTask
-from bigmodel_tf.training.trainer import config_from_dict, load_run, load_trained
 
 # The issue asks for int8 calibration on at least 100 batches of the training pipeline.
 CALIBRATION_BATCHES = 100
@@ -119,7 +120,8 @@ def atomic_directory(target: Path, *, force: bool = False):
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
     make_readable_dir(staging)  # a served model is read by other users (TF Serving)
     try:
-        yield staging
+        with writing(target, "the export"):
+            yield staging
         if target.exists():
             retired = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))
             os.replace(target, retired / target.name)

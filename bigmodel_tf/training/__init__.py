@@ -15,7 +15,8 @@ from typing import Any
 from bigmodel_tf.launch import launch
 from bigmodel_tf.training.board import start_tensorboard
 from bigmodel_tf.training.config import RunConfig, TrainConfig
-from bigmodel_tf.training.trainer import default_run_dir, evaluate, load_run, make_config, train
+from bigmodel_tf.training.runs import default_run_dir, evaluate, load_run, make_config
+from bigmodel_tf.training.trainer import train
 
 
 def __getattr__(name: str) -> Any:

@@ -17,6 +17,7 @@ import keras
 import tensorflow as tf
 
 from bigmodel_tf.errors import UserError
+from bigmodel_tf.training.faults import writing
 from bigmodel_tf.training.strategy import gather_rows
 
 
@@ -83,8 +84,14 @@ class StepBackup(keras.callbacks.BackupAndRestore):
             Path(self._prev_weights_path).replace(self._weights_path)
             if Path(self._prev_training_metadata_path).is_file():
                 Path(self._prev_training_metadata_path).replace(self._training_metadata_path)
-        with model.distribute_strategy.scope():  # where the optimizer builds its variables
-            super().on_train_begin()  # Keras' loading, with its fall-back to the older backup
+        try:
+            with model.distribute_strategy.scope():  # where the optimizer builds its variables
+                super().on_train_begin()  # Keras' loading, with its fall-back to the older backup
+        except (OSError, ValueError, KeyError) as e:
+            raise UserError(
+                f"the backup in {self.backup_dir} is damaged ({str(e)[:100]}); delete that folder "
+                "to restart from the beginning, or train with --overwrite"
+            ) from None
         step = global_step(model)
         self._current_epoch = step // self.steps_per_epoch  # what Keras records in the metadata
         model._initial_epoch = None  # fit's `initial_epoch` decides, not the metadata
@@ -97,6 +104,18 @@ class StepBackup(keras.callbacks.BackupAndRestore):
 
     def on_train_begin(self, logs=None):
         pass  # restored by `restore`, before fit
+
+    def _save_model(self):
+        # A full disk mid-write leaves the older generation to restore from; say which folder.
+        with writing(Path(self.backup_dir), "the backup in"):
+            super()._save_model()
+
+    def save_now(self) -> None:
+        """Writes a backup at the current step, between the regular ones (a preempted run's)."""
+        step = global_step(self.model)
+        self._current_epoch, batch = divmod(step, self.steps_per_epoch)
+        self._last_batch_seen = batch - 1
+        self._save_model()
 
     def _should_save_on_batch(self, batch):
         # By the global step, which survives a restart (Keras counts batches since the process

@@ -1,23 +1,10 @@
-"""The one training loop every model family goes through: `make_config`, `train`, `evaluate`.
-
-A run directory `runs/<family>/<name>/` holds:
-
-    config.json            the resolved RunConfig (re-running with the same config resumes)
-    logs/                  TensorBoard (train/ and validation/ scalars; samples/ text)
-    backup/                BackupAndRestore state while training; removed when training ends
-                           (`backup-<role>-<index>/`: another worker's, on a cluster)
-    checkpoints/best.keras the model with the best validation metric (what evaluate/export use)
-    checkpoints/last.keras the model after the last epoch
-    history.csv            per-epoch metrics
-    metrics.json           validation and test metrics of the best model, written last
-"""
+"""The one training loop every model family goes through: `train` (run directories, configs
+and evaluation are in `training.runs`)."""
 
 from __future__ import annotations
 
 import csv
 import hashlib
-import json
-import math
 import shutil
 import sys
 import tempfile
@@ -29,7 +16,6 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from bigmodel_tf.data import DataOptions, check_name
 from bigmodel_tf.data.own import SPLITS
 from bigmodel_tf.data.pipeline import (
     Batcher,
@@ -41,9 +27,24 @@ from bigmodel_tf.data.pipeline import (
 from bigmodel_tf.errors import UserError
 from bigmodel_tf.io import read_json, write_json
 from bigmodel_tf.registry import task_for
-from bigmodel_tf.training.config import MONITOR_MODES, RunConfig, TrainConfig, set_value
-from bigmodel_tf.training.distill import Distiller, student_of
+from bigmodel_tf.training.config import MONITOR_MODES, RunConfig, TrainConfig
+from bigmodel_tf.training.distill import Distiller
+from bigmodel_tf.training.faults import (
+    BestCheckpoint,
+    Preemption,
+    RunLock,
+    StopOnNonFinite,
+    reading_data,
+    save_model,
+)
 from bigmodel_tf.training.resume import StepBackup, StepSeeds, restore_agreed
+from bigmodel_tf.training.runs import (
+    check_run_dir,
+    default_run_dir,
+    load_best,
+    load_run,
+    teacher_dir_of,
+)
 from bigmodel_tf.training.strategy import (
     barrier,
     describe,
@@ -54,118 +55,6 @@ from bigmodel_tf.training.strategy import (
     task_name,
 )
 from bigmodel_tf.training.task import TrainingTask
-
-
-def make_config(
-    family: str,
-    *,
-    dataset: str | None = None,
-    preset: str = "default",
-    overrides: dict[str, Any] | None = None,
-) -> RunConfig:
-    """Resolves a run config: family defaults, then the preset, then `overrides` (dotted keys).
-
-    Args:
-        family: str. Model family, e.g. `"cnn"`.
-        dataset: str. Dataset name; defaults to the family's (`mnist5k` for the CNN).
-        preset: str. A named model configuration of the family (it may set `train.*` values
-            too). Defaults to `"default"`.
-        overrides: dict. `{"train.epochs": 5, "model.dropout": "0.3"}`; strings are parsed by the
-            field's type. Unknown keys and out-of-range values raise `UserError`.
-    """
-    task = task_for(family)
-    if preset not in task.presets:
-        raise UserError(
-            f"unknown preset {preset!r} for {family}; choose one of: {', '.join(task.presets)}"
-        )
-    config = RunConfig(
-        family=family,
-        dataset=dataset or task.default_dataset,
-        preset=preset,
-        model=task.config_class(),
-        train=TrainConfig(),
-    )
-    for key, value in task.train_defaults.items():
-        set_value(config, f"train.{key}", value)
-    for key, value in task.presets[preset].items():  # `train.*` keys, else a model field
-        set_value(config, key if key.startswith("train.") else f"model.{key}", value)
-    for key, value in (overrides or {}).items():
-        set_value(config, key, value)
-    check_name(config.dataset)
-    return config
-
-
-def config_from_dict(raw: dict[str, Any]) -> RunConfig:
-    """Rebuilds a RunConfig from `config.json`."""
-    task = task_for(raw["family"])
-    model = task.config_class(
-        **{k: tuple(v) if isinstance(v, list) else v for k, v in raw["model"].items()}
-    )
-    return RunConfig(
-        raw["family"],
-        raw["dataset"],
-        raw["preset"],
-        model,
-        TrainConfig(**raw["train"]),
-        DataOptions(**raw.get("data", {})),
-    )
-
-
-def default_run_dir(config: RunConfig) -> Path:
-    """`runs/<family>/<dataset>-<preset>-<config hash>`: the same command finds the same run."""
-    described = config.to_dict()
-    if config.data == DataOptions():
-        # Runs that read no own data (or read it the default way) keep the directory they had
-        # before the data options existed.
-        del described["data"]
-    digest = hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:8]
-    dataset = config.dataset.replace(":", "_").replace("/", "_")
-    return Path("runs") / config.family / f"{dataset}-{config.preset}-{digest}"
-
-
-def load_run(run_dir: Path) -> RunConfig:
-    """The config of an existing run directory."""
-    path = Path(run_dir) / "config.json"
-    if not path.is_file():
-        raise UserError(f"{run_dir} is not a run directory (no config.json)")
-    return config_from_dict(read_json(path))
-
-
-def _check_run_dir(config: RunConfig, run_dir: Path, overwrite: bool) -> bool:
-    """Checks, without writing, that `run_dir` can hold this run; True if it already finished."""
-    saved = run_dir / "config.json"
-    if overwrite or not run_dir.exists():
-        return False
-    if saved.is_file():
-        previous = read_json(saved)
-        if previous.get("family") != config.family:
-            raise UserError(
-                f"{run_dir} holds a {previous.get('family')!r} run, not {config.family!r}; "
-                "choose another --run-dir"
-            )
-        # Read back through the dataclasses: options added since the run was made take their
-        # defaults, which keep the behaviour the run had.
-        differences = _differences(config_from_dict(previous).to_dict(), config.to_dict())
-        if differences:
-            raise UserError(
-                f"{run_dir} holds a run with a different config ({'; '.join(differences[:4])}); "
-                "choose another --run-dir, or --overwrite to replace it"
-            )
-        return (run_dir / "metrics.json").is_file()
-    if any(run_dir.iterdir()):
-        raise UserError(f"{run_dir} exists and is not a run directory; choose another --run-dir")
-    return False
-
-
-def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
-    found = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            found += _differences(a, b, f"{prefix}{key}.")
-        elif json.dumps(a) != json.dumps(b):
-            found.append(f"{prefix}{key}: {a} → {b}")
-    return found
 
 
 def make_optimizer(train: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
@@ -209,13 +98,6 @@ def _history_until(path: Path, epoch: int) -> list[dict[str, str]]:
     return rows
 
 
-def _save_model(model: keras.Model, path: Path) -> None:
-    """`model.save` to a temporary file, then rename: a kill never leaves half a model."""
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
-    model.save(tmp)
-    tmp.replace(path)
-
-
 def train(
     config: RunConfig,
     run_dir: Path | str | None = None,
@@ -248,7 +130,7 @@ def train(
     keras.utils.set_random_seed(config.train.seed)
     strategy = resolve_strategy(config.train.strategy)
     chief = is_chief(strategy)
-    finished = chief and _check_run_dir(config, run_dir, overwrite)
+    finished = chief and check_run_dir(config, run_dir, overwrite)
     if chief and overwrite and run_dir.exists():
         shutil.rmtree(run_dir)
     # Every worker follows the chief's reading of the run directory: the others may not see it
@@ -266,7 +148,9 @@ def train(
         per_replica = config.train.batch_size // strategy.num_replicas_in_sync
         print(f"{describe(strategy)}, {per_replica} examples each per step", file=sys.stderr)
     if chief:
-        return _train(config, task, strategy, run_dir, run_dir, run_dir / "backup", verbose)
+        # One writer per run directory; taken after the checks above, which only read.
+        with RunLock(run_dir):
+            return _train(config, task, strategy, run_dir, run_dir, run_dir / "backup", verbose)
     role = task_name(strategy).replace(" ", "-")
     backup_dir = run_dir / f"backup-{role}"
     if overwrite:  # the chief removed it with the run directory, unless storage is not shared
@@ -288,6 +172,26 @@ class _Inputs:
     validation: tf.data.Dataset
 
 
+def _read_splits(
+    config: RunConfig, task: TrainingTask, strategy: tf.distribute.Strategy, out_dir: Path
+) -> tuple[Any, dict[str, tf.data.Dataset], Batcher, dict[str, int]]:
+    """The data spec, each split's examples, the batcher and each split's number of batches."""
+    # The chief prepares the data before the others: workers on one host share the dataset
+    # cache, where two processes preparing the same dataset at once would collide.
+    if not is_chief(strategy):
+        barrier(strategy)
+    spec = task.prepare(config, out_dir)
+    examples = {split: task.examples(config, split, spec) for split in SPLITS}
+    if is_chief(strategy):
+        barrier(strategy)
+    if strategy.num_replicas_in_sync > 1:
+        for split in ("train", "validation"):
+            examples[split] = fill_cache(examples[split])
+    batcher = task.batcher(config, spec, config.train.batch_size)
+    counts = {split: num_batches(examples[split], batcher) for split in SPLITS}
+    return spec, examples, batcher, counts
+
+
 def _inputs(
     config: RunConfig, task: TrainingTask, strategy: tf.distribute.Strategy, out_dir: Path
 ) -> _Inputs:
@@ -295,19 +199,8 @@ def _inputs(
     splits too small) leaves no trace of a run directory this call created."""
     created = not out_dir.exists()
     try:
-        # The chief prepares the data before the others: workers on one host share the
-        # dataset cache, where two processes preparing the same dataset at once would collide.
-        if not is_chief(strategy):
-            barrier(strategy)
-        spec = task.prepare(config, out_dir)
-        examples = {split: task.examples(config, split, spec) for split in SPLITS}
-        if is_chief(strategy):
-            barrier(strategy)
-        if strategy.num_replicas_in_sync > 1:
-            for split in ("train", "validation"):
-                examples[split] = fill_cache(examples[split])
-        batcher = task.batcher(config, spec, config.train.batch_size)
-        counts = {split: num_batches(examples[split], batcher) for split in SPLITS}
+        with reading_data(config.dataset, config.data):
+            spec, examples, batcher, counts = _read_splits(config, task, strategy, out_dir)
         for split, count in counts.items():
             if not count:
                 raise UserError(
@@ -332,6 +225,38 @@ def _inputs(
     )
 
 
+def _fit(
+    model: keras.Model,
+    callbacks: list[keras.callbacks.Callback],
+    inputs: _Inputs,
+    train_batcher: Batcher,
+    config: RunConfig,
+    first_epoch: int,
+    first_step: int,
+    verbose: int | str,
+) -> None:
+    """`model.fit` from `(first_epoch, first_step)` to the end of the run."""
+    train_cfg = config.train
+    model.fit(
+        training_epochs(
+            inputs.train_examples,
+            train_batcher,
+            seed=train_cfg.seed,
+            first_epoch=first_epoch,
+            epochs=train_cfg.epochs,
+            first_step=first_step,
+            steps_per_epoch=inputs.steps_per_epoch,
+        ),
+        epochs=train_cfg.epochs,
+        initial_epoch=first_epoch,
+        steps_per_epoch=inputs.steps_per_epoch,
+        shuffle=False,  # the dataset shuffles itself, by (seed, epoch)
+        validation_data=inputs.validation,
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+
+
 def _train(
     config: RunConfig,
     task: TrainingTask,
@@ -345,10 +270,9 @@ def _train(
     the chief) and its backups to `backup_dir`."""
     train_cfg = config.train
     # Teacher and data first: a bad one fails before anything is written to the run directory.
-    teacher_dir = _teacher_dir(config)
+    teacher_dir = teacher_dir_of(config)
     inputs = _inputs(config, task, strategy, out_dir)
-    spec, train_examples, batcher = inputs.spec, inputs.train_examples, inputs.batcher
-    steps_per_epoch, validation = inputs.steps_per_epoch, inputs.validation
+    spec, batcher, steps_per_epoch = inputs.spec, inputs.batcher, inputs.steps_per_epoch
     train_batcher = batcher
     if (augment := task.augment(config, spec)) is not None:
 
@@ -393,22 +317,22 @@ def _train(
     checkpoints = out_dir / "checkpoints"
     checkpoints.mkdir(parents=True, exist_ok=True)
 
+    preemption = Preemption(backup, run_dir)
     callbacks = [
         StepSeeds(train_cfg.seed),
-        keras.callbacks.ModelCheckpoint(
-            str(checkpoints / "best.keras"),
-            monitor=monitor,
-            mode=mode,
-            save_best_only=True,
-            initial_value_threshold=None if math.isnan(best) else best,
-        ),
+        # Before the backup: a non-finite step must not overwrite the last finite backup.
+        StopOnNonFinite(),
+        BestCheckpoint(checkpoints / "best.keras", monitor, mode, best),
         keras.callbacks.CSVLogger(str(out_dir / "history.csv"), append=True),
         keras.callbacks.TensorBoard(str(out_dir / "logs")),
         *task.callbacks(config, spec, out_dir),
-        # Last, so that an epoch counts as done only once its history row and checkpoint exist;
-        # a kill in between redoes the epoch's last steps, and _history_until drops its row.
+        # After the others, so that an epoch counts as done only once its history row and
+        # checkpoint exist; a kill in between redoes the epoch's last steps, and _history_until
+        # drops its row.
         backup,
     ]
+    if not is_multiworker(strategy):  # a worker leaving alone would stall its peers' collectives
+        callbacks.append(preemption)
     if train_cfg.early_stopping_patience:
         callbacks.append(
             keras.callbacks.EarlyStopping(
@@ -419,26 +343,13 @@ def _train(
         )
 
     started = time.perf_counter()
-    model.fit(
-        training_epochs(
-            train_examples,
-            train_batcher,
-            seed=train_cfg.seed,
-            first_epoch=first_epoch,
-            epochs=train_cfg.epochs,
-            first_step=first_step,
-            steps_per_epoch=steps_per_epoch,
-        ),
-        epochs=train_cfg.epochs,
-        initial_epoch=first_epoch,
-        steps_per_epoch=steps_per_epoch,
-        shuffle=False,  # the dataset shuffles itself, by (seed, epoch)
-        validation_data=validation,
-        callbacks=callbacks,
-        verbose=verbose,
-    )
+    try:
+        with reading_data(config.dataset, config.data):
+            _fit(model, callbacks, inputs, train_batcher, config, first_epoch, first_step, verbose)
+    finally:
+        preemption.restore_handlers()  # an exception skips Keras' on_train_end
     seconds = time.perf_counter() - started
-    _save_model(model, checkpoints / "last.keras")
+    save_model(model, checkpoints / "last.keras")
     if is_multiworker(strategy):
         print(
             f"{task_name(strategy)} final weights sha256 {_weights_digest(model)}", file=sys.stderr
@@ -449,7 +360,7 @@ def _train(
     metrics = {
         "family": config.family,
         "dataset": config.dataset,
-        "validation": best_model.evaluate(validation, return_dict=True, verbose=0),
+        "validation": best_model.evaluate(inputs.validation, return_dict=True, verbose=0),
         "test": {
             **best_model.evaluate(test, return_dict=True, verbose=0),
             **task.extra_metrics(config, spec, best_model, "test"),
@@ -473,60 +384,3 @@ def _weights_digest(model: keras.Model) -> str:
     for weights in model.get_weights():
         digest.update(weights.tobytes())
     return digest.hexdigest()
-
-
-def load_trained(run_dir: Path | str) -> tuple[RunConfig, TrainingTask, Any, keras.Model]:
-    """A trained run's config, task, data spec and best model (`checkpoints/best.keras`)."""
-    run_dir = Path(run_dir)
-    config = load_run(run_dir)
-    task = task_for(config.family)
-    spec = task.prepare(config, run_dir)
-    return config, task, spec, load_best(run_dir, task, config)
-
-
-def load_best(run_dir: Path, task: TrainingTask, config: RunConfig) -> keras.Model:
-    """A run's best checkpoint (a distilled run's student), compiled with the task's loss.
-
-    Compiled afresh rather than from the checkpoint: a student is evaluated on the labels alone,
-    not on the distillation loss, and evaluation needs no optimizer state.
-    """
-    checkpoint = Path(run_dir) / "checkpoints" / "best.keras"
-    if not checkpoint.is_file():
-        raise UserError(f"{run_dir} has no checkpoints/best.keras yet; train it first")
-    model = student_of(keras.saving.load_model(checkpoint, safe_mode=True, compile=False))
-    model.compile(**task.compile_args(config))
-    return model
-
-
-def _teacher_dir(config: RunConfig) -> Path | None:
-    """`train.distill_from`, checked: a finished run of the same family and dataset."""
-    if not config.train.distill_from:
-        return None
-    if not task_for(config.family).distillable:
-        raise UserError(f"train.distill_from: {config.family} runs cannot be distilled yet")
-    teacher_dir = Path(config.train.distill_from)
-    if not (teacher_dir / "config.json").is_file():
-        raise UserError(f"train.distill_from={teacher_dir} is not a run directory")
-    teacher = load_run(teacher_dir)
-    if (teacher.family, teacher.dataset) != (config.family, config.dataset):
-        raise UserError(
-            f"train.distill_from={teacher_dir} is a {teacher.family} run on {teacher.dataset}, "
-            f"not {config.family} on {config.dataset}"
-        )
-    if not (teacher_dir / "metrics.json").is_file():
-        raise UserError(f"train.distill_from={teacher_dir} has not finished training")
-    return teacher_dir
-
-
-def evaluate(
-    run_dir: Path | str, split: str = "test", *, verbose: int | str = 0
-) -> dict[str, float]:
-    """`model.evaluate` of a run's best checkpoint on `split` (any TFDS split expression)."""
-    config, task, spec, model = load_trained(run_dir)
-    batches = evaluation_batches(
-        task.examples(config, split, spec), task.batcher(config, spec, config.train.batch_size)
-    )
-    return {
-        **model.evaluate(batches, return_dict=True, verbose=verbose),
-        **task.extra_metrics(config, spec, model, split),
-    }

@@ -1,3 +1,4 @@
+import errno
 import json
 import shutil
 
@@ -134,6 +135,14 @@ def test_truncated_tflite_is_a_clear_error(exported, tmp_path):
         verify(copy)
 
 
+@pytest.mark.parametrize("name", ["metadata.json", "report.json"])
+def test_damaged_export_json_is_named(exported, tmp_path, name):
+    copy = shutil.copytree(exported, tmp_path / "1")
+    (copy / name).write_text((copy / name).read_text()[:50])
+    with pytest.raises(UserError, match=rf"{name} is damaged \(not valid JSON"):
+        verify(copy)
+
+
 def test_existing_version_needs_force(trained_cnn, tmp_path):
     out = export(trained_cnn, tmp_path / "1", quantize=())
     stamp = (out / "metadata.json").stat().st_mtime_ns
@@ -158,11 +167,11 @@ def test_a_report_on_the_first_test_batches_is_verified_on_the_same_ones(trained
 def test_failure_mid_export_leaves_nothing_at_the_target(trained_cnn, tmp_path, monkeypatch):
     def fail_on_int8(saved_model, signature, quantize, calibration=None, **options):
         if quantize == "int8":
-            raise OSError("disk full")
+            raise OSError(errno.ENOSPC, "No space left on device")
         return convert(saved_model, signature, quantize, calibration, **options)
 
     monkeypatch.setattr("bigmodel_tf.export.convert", fail_on_int8)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(UserError, match=r"cannot write the export .*1: No space left on device"):
         export(trained_cnn, tmp_path / "1", quantize=("none", "int8"))
     assert list(tmp_path.iterdir()) == []
 

@@ -5,7 +5,7 @@ import pytest
 from bigmodel_tf.errors import UserError
 from bigmodel_tf.training import make_config
 from bigmodel_tf.training.config import parse_assignments, read_config_file
-from bigmodel_tf.training.trainer import config_from_dict, default_run_dir
+from bigmodel_tf.training.runs import config_from_dict, default_run_dir
 
 
 def test_defaults_presets_and_overrides_resolve_in_order():

@@ -9,7 +9,7 @@ from bigmodel_tf.errors import UserError
 from bigmodel_tf.export import export
 from bigmodel_tf.families.transformer.data import Retokenizer
 from bigmodel_tf.training.distill import Distiller, student_of
-from bigmodel_tf.training.trainer import load_trained
+from bigmodel_tf.training.runs import load_trained
 from tests.helpers import TINY_CNN, TINY_TRANSFORMER
 
 STUDENT = {

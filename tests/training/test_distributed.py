@@ -116,6 +116,7 @@ def test_two_workers_agree_and_match_one_process(two_workers, single_process):
         "config.json",
         "checkpoints",
         "history.csv",
+        "image_spec.json",
         "logs",
         "metrics.json",
     }

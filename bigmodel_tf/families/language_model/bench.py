@@ -12,7 +12,7 @@ from bigmodel_tf.bench.harness import BENCH, Family, timed_rounds
 from bigmodel_tf.bench.results import Figure, summarise
 from bigmodel_tf.families.language_model.data import char_lookup, text_to_ids
 from bigmodel_tf.families.language_model.generation import generate, generate_by_rerunning_prefix
-from bigmodel_tf.training.trainer import load_trained
+from bigmodel_tf.training.runs import load_trained
 
 LOSS = {"unit": "nats/char"}
 

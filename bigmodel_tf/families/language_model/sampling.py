@@ -21,7 +21,7 @@ from bigmodel_tf.families.language_model.data import (
 from bigmodel_tf.families.language_model.generation import generate
 from bigmodel_tf.families.language_model.task import LanguageModelTask
 from bigmodel_tf.registry import task_for, tasks
-from bigmodel_tf.training.trainer import load_run, load_trained
+from bigmodel_tf.training.runs import load_run, load_trained
 
 
 def generate_text(

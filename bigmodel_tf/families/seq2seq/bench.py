@@ -25,7 +25,7 @@ from bigmodel_tf.data import PAD_ID
 from bigmodel_tf.families.seq2seq.data import reference_batches
 from bigmodel_tf.families.seq2seq.decoding import beam_decode, decode_step_by_step, greedy_decode
 from bigmodel_tf.registry import serving_for
-from bigmodel_tf.training.trainer import load_trained
+from bigmodel_tf.training.runs import load_trained
 
 
 def forward_flops(config, model: keras.Model, inputs, spec) -> float:

@@ -396,7 +396,7 @@ def transduce(
     Returns:
         One string per word: tokens separated by spaces.
     """
-    from bigmodel_tf.training.trainer import load_run, load_trained
+    from bigmodel_tf.training.runs import load_run, load_trained
 
     family = load_run(run_dir).family
     if family != "seq2seq":

@@ -41,8 +41,9 @@ class TransformerLmConfig(BackboneConfig):
     num_layers: int = option(4, min=1, max=48)
     hidden_dim: int = option(192, min=1, max=8192)
     intermediate_dim: int = option(768, min=1, max=32768)
-    # A small model on ~4.5 M characters for a few epochs barely overfits (nanoGPT's CPU
-    # configuration uses none).
+    # Off, though the model does fit its training plays better than unseen ones: random masks
+    # on every attention weight make each step ~1.4x slower, more than a 30-minute budget can
+    # pay for (docs/results.md).
     dropout: float = option(0.0, min=0.0, max=0.95)
     positions: str = option("learned", choices=("sinusoidal", "learned"))
     # Training window and context: the most characters a prediction can see. 128 rather than

@@ -17,7 +17,7 @@ import tensorflow as tf
 from bigmodel_tf.errors import UserError
 from bigmodel_tf.families.transformer.classifier_task import TransformerClassifierTask
 from bigmodel_tf.families.transformer.text_classifier import TextClassifier
-from bigmodel_tf.training.trainer import load_run, load_trained
+from bigmodel_tf.training.runs import load_run, load_trained
 
 
 def _checked_texts(texts: Sequence[str | bytes]) -> list[str]:

@@ -37,6 +37,7 @@ from bigmodel_tf.families.transformer.pretrained import (
 from bigmodel_tf.families.transformer.serving import ClassifierServing
 from bigmodel_tf.io import read_json, write_json
 from bigmodel_tf.training.config import RunConfig
+from bigmodel_tf.training.faults import load_keras
 from bigmodel_tf.training.task import TrainingTask
 
 
@@ -100,7 +101,7 @@ class TransformerClassifierTask(TrainingTask):
             model.backbone.token_embedding.embeddings.assign(rows)
         if config.model.encoder_from:
             checkpoint = Path(config.model.encoder_from) / "checkpoints" / "best.keras"
-            pretrained = keras.saving.load_model(checkpoint, safe_mode=True, compile=False)
+            pretrained = load_keras(checkpoint, "train the masked-LM run again")
             model.backbone.set_weights(pretrained.backbone.get_weights())
         return model
 

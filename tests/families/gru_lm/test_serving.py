@@ -10,7 +10,7 @@ from bigmodel_tf import training
 from bigmodel_tf.export import QUANTIZATIONS, export, verify
 from bigmodel_tf.export.tflite import TfliteModel
 from bigmodel_tf.families.language_model.data import char_streams, load_vocabulary
-from bigmodel_tf.training.trainer import load_trained
+from bigmodel_tf.training.runs import load_trained
 from tests.helpers import REPORT_VARIANTS
 
 # The tiny test GRU (tests.helpers.TINY_GRU_LM) over 100 steps of 8 test-text streams, each

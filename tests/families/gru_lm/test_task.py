@@ -15,7 +15,7 @@ from bigmodel_tf.errors import UserError
 from bigmodel_tf.families.language_model.components import BitsPerCharacter
 from bigmodel_tf.families.language_model.data import CharSpec, char_examples
 from bigmodel_tf.registry import serving_for, task_for
-from bigmodel_tf.training.trainer import load_trained
+from bigmodel_tf.training.runs import load_trained
 from tests.helpers import run_task_test
 
 TASK, SERVING = task_for("gru-lm"), serving_for("gru-lm")

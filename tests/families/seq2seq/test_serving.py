@@ -13,7 +13,7 @@ from bigmodel_tf.export.tflite import TfliteModel
 from bigmodel_tf.families.seq2seq.data import reference_batches
 from bigmodel_tf.families.seq2seq.decoding import greedy_decode
 from bigmodel_tf.registry import serving_for
-from bigmodel_tf.training.trainer import load_trained
+from bigmodel_tf.training.runs import load_trained
 
 # Minutes on 2 cores (four conversions, then every variant decodes the test split step by step):
 # `scripts/test.sh -m slow` runs it.

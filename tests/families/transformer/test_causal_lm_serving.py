@@ -12,7 +12,7 @@ from bigmodel_tf.export import QUANTIZATIONS, export, verify
 from bigmodel_tf.export.tflite import TfliteModel
 from bigmodel_tf.families.language_model.data import char_streams
 from bigmodel_tf.families.transformer.serving import TRANSFORMER_FLOAT_OPS
-from bigmodel_tf.training.trainer import load_trained
+from bigmodel_tf.training.runs import load_trained
 from tests.helpers import REPORT_VARIANTS
 
 # Minutes on 2 cores (a trained model, four conversions and a report over carried caches):

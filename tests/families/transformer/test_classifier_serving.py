@@ -13,7 +13,7 @@ from bigmodel_tf.export.tflite import TfliteModel
 from bigmodel_tf.families.transformer.data import subword_examples
 from bigmodel_tf.families.transformer.serving import TRANSFORMER_FLOAT_OPS
 from bigmodel_tf.training import classify
-from bigmodel_tf.training.trainer import load_trained
+from bigmodel_tf.training.runs import load_trained
 from tests.helpers import REPORT_VARIANTS
 
 # Parity of the tiny test Transformer (tests.helpers.TINY_TRANSFORMER) on 256 test snippets,

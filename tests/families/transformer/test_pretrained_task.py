@@ -14,7 +14,7 @@ from bigmodel_tf import training
 from bigmodel_tf.errors import UserError
 from bigmodel_tf.export import export
 from bigmodel_tf.families.transformer import pretrained
-from bigmodel_tf.training.trainer import load_trained
+from bigmodel_tf.training.runs import load_trained
 from tests.helpers import REPORT_VARIANTS
 
 SHORT = {
