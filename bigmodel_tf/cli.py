@@ -298,6 +298,8 @@ def _train(args: argparse.Namespace) -> None:
         config, args.run_dir, overwrite=args.overwrite, verbose=2 if args.quiet else "auto"
     )
     print(f"run directory: {metrics['run_dir']}")
+    if (report := Path(metrics["run_dir"]) / "report.html").is_file():
+        print(f"report: {report}")
     if "test" in metrics:  # a worker of a finished run may not see its metrics (not shared)
         print("test: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics["test"].items()))
 

@@ -185,7 +185,9 @@ def _export_bars(rows: list[dict], metric: str, sizes: list[str]) -> Image:
         1, len(panels), figsize=(4 * len(panels), 0.4 * len(rows) + 1.2)
     )
     for axis, (label, values) in zip(axes, panels, strict=True):
-        axis.barh(names, values, color=[f"C{i}" for i in range(len(rows))])
+        bars = axis.barh(names, values, color=[f"C{i}" for i in range(len(rows))])
+        axis.bar_label(bars, fmt="%.4g", fontsize=8, padding=2)  # differences too small to see
+        axis.margins(x=0.2)  # room for the labels
         axis.invert_yaxis()  # the report's row order, top to bottom
         axis.set_xlabel(label)
         axis.grid(axis="x", alpha=0.3)
