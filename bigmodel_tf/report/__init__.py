@@ -9,7 +9,7 @@ training), the family's own pictures (`TrainingTask.report_sections`: a classifi
 matrix, a language model's samples, a Seq2Seq's attention), the run's exports (found under
 `savedmodels/<family>/`, or given) and its resolved config. `train` writes it when a run ends,
 with the pictures and config in TensorBoard too, and `export` writes it again with the new export;
-there a failure costs one warning line, never the run or the export. `BIGMODEL_TF_REPORT=0`
+a failure in either costs one warning line, never the run or the export. `BIGMODEL_TF_REPORT=0`
 turns those automatic reports off (the test suite does, but for its shared runs).
 """
 
