@@ -248,6 +248,25 @@ def build_parser(train_epilog: str = TRAIN_EPILOG) -> argparse.ArgumentParser:
         help="also draw each word's attention weights as a heatmap into this PNG file",
     )
 
+    report = commands.add_parser(
+        "report",
+        help="write a run's report.html: metrics, curves, the model's pictures, exports, config",
+        description="Write RUN_DIR/report.html, one self-contained page: the test metrics, the "
+        "learning curves, the family's pictures (confusion matrix and most confidently wrong "
+        "examples, generated samples, attention heatmaps), the run's exports (those under "
+        "savedmodels/ made from it, and any --export) and its config. train and export write "
+        "it too when they finish (BIGMODEL_TF_REPORT=0 turns that off).",
+    )
+    report.add_argument("run_dir", type=Path)
+    report.add_argument(
+        "--export",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="an export folder of this run to include (repeatable)",
+    )
+
     board = commands.add_parser("tensorboard", help="serve a run's TensorBoard logs on 127.0.0.1")
     board.add_argument("run_dir", type=Path)
     board.add_argument("--port", type=int, default=6006, help="port (0 picks a free one)")
@@ -280,6 +299,8 @@ def _train(args: argparse.Namespace) -> None:
         config, args.run_dir, overwrite=args.overwrite, verbose=2 if args.quiet else "auto"
     )
     print(f"run directory: {metrics['run_dir']}")
+    if (report := Path(metrics["run_dir"]) / "report.html").is_file():
+        print(f"report: {report}")
     if "test" in metrics:  # a worker of a finished run may not see its metrics (not shared)
         print("test: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics["test"].items()))
 
@@ -360,6 +381,12 @@ def _transduce(args: argparse.Namespace) -> None:
         print(f"attention heatmaps: {args.plot_attention}", file=sys.stderr)
 
 
+def _report(args: argparse.Namespace) -> None:
+    from bigmodel_tf.training import report
+
+    print(f"report: {report(args.run_dir, args.export)}")
+
+
 def _tensorboard(args: argparse.Namespace) -> None:
     from bigmodel_tf.training import start_tensorboard
 
@@ -395,6 +422,7 @@ COMMANDS = {
     "generate": _generate,
     "classify": _classify,
     "transduce": _transduce,
+    "report": _report,
     "tensorboard": _tensorboard,
     "datasets": _datasets,
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Any
@@ -29,3 +30,13 @@ def save_png(figure: Any, path: Path | str) -> Path:
         partial.unlink(missing_ok=True)
         pyplot().close(figure)
     return path
+
+
+def png_bytes(figure: Any) -> bytes:
+    """`figure` as PNG bytes (to embed in a page or a TensorBoard summary); closes it."""
+    buffer = io.BytesIO()
+    try:
+        figure.savefig(buffer, format="png")
+    finally:
+        pyplot().close(figure)
+    return buffer.getvalue()

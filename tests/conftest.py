@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# No report.html or TensorBoard pictures when a test's run ends (seconds each), but for the
+# shared runs below, which the report tests read.
+os.environ.setdefault("BIGMODEL_TF_REPORT", "0")
 
 from tests.helpers import (
     TINY_CNN,
@@ -24,7 +27,9 @@ def _trained(tmp_path_factory, family: str, overrides: dict) -> Path:
 
     run_dir = tmp_path_factory.mktemp("runs") / family
     config = training.make_config(family, overrides={**overrides, "train.epochs": 1})
-    training.train(config, run_dir, verbose=0)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BIGMODEL_TF_REPORT", "1")  # its report, as `train` writes it
+        training.train(config, run_dir, verbose=0)
     return run_dir
 
 

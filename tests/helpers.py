@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import os
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -252,3 +257,100 @@ def write_pairs(path: Path, count: int = 300) -> Path:
         lines.append(f"{word}\t{' '.join(word.upper())}")
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+# --- Run reports (`bigmodel_tf.report`) ----------------------------------------------------------
+
+# Elements without a closing tag.
+VOID_ELEMENTS = {"meta", "img", "br", "hr", "link", "input", "source", "wbr"}
+
+
+@dataclass
+class ReportPage:
+    """A parsed `report.html`: its section headings, block headings, images by alt text (decoded
+    RGB pixels in [0, 1]) and every external resource it would load (none, to be self-contained)."""
+
+    text: str
+    sections: list[str] = field(default_factory=list)
+    headings: list[str] = field(default_factory=list)
+    images: dict[str, np.ndarray] = field(default_factory=dict)
+    external: list[str] = field(default_factory=list)
+
+
+class _ReportParser(HTMLParser):
+    """Collects a `ReportPage` and checks that every element is closed, in order."""
+
+    def __init__(self, page: ReportPage):
+        super().__init__(convert_charrefs=True)
+        self.page, self.open, self.heading = page, [], None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        for name in ("src", "href"):
+            url = attrs.get(name) or ""
+            if url and not url.startswith(("data:", "#")):
+                self.page.external.append(url)
+        if tag == "img":
+            prefix = "data:image/png;base64,"
+            assert attrs["src"].startswith(prefix), attrs["src"][:40]
+            png = base64.b64decode(attrs["src"][len(prefix) :], validate=True)
+            from matplotlib import image
+
+            self.page.images[attrs["alt"]] = image.imread(io.BytesIO(png), format="png")[..., :3]
+        if tag in ("h2", "h3"):
+            self.heading = [tag, ""]
+        if tag not in VOID_ELEMENTS:
+            self.open.append(tag)
+
+    def handle_endtag(self, tag):
+        assert self.open and self.open[-1] == tag, f"</{tag}> closes {self.open[-1:]}"
+        self.open.pop()
+        if tag in ("h2", "h3") and self.heading:
+            (self.page.sections if tag == "h2" else self.page.headings).append(self.heading[1])
+            self.heading = None
+
+    def handle_data(self, data):
+        if self.heading:
+            self.heading[1] += data
+
+
+def read_report(run_dir: Path) -> ReportPage:
+    """`run_dir/report.html` parsed, checked to be one well-formed, self-contained HTML page."""
+    text = (Path(run_dir) / "report.html").read_text(encoding="utf-8")
+    assert text.startswith("<!DOCTYPE html>"), text[:80]
+    page = ReportPage(text)
+    parser = _ReportParser(page)
+    parser.feed(text)
+    parser.close()
+    assert parser.open == [], f"unclosed elements: {parser.open}"
+    assert page.external == [], page.external
+    return page
+
+
+def assert_drawn(pixels: np.ndarray, name: str = "") -> None:
+    """A picture with something in it: not one flat colour."""
+    assert pixels.shape[0] > 50 and pixels.shape[1] > 50, (name, pixels.shape)
+    assert pixels.std() > 0.03, f"{name} looks blank (pixel std {pixels.std():.4f})"
+
+
+def summaries(log_dir: Path) -> dict[str, tuple[str, Any]]:
+    """The summaries of a folder's event files: `{tag: (plugin, value)}`, the last one of each
+    tag: a string for text, a float for a scalar, the pixels (RGB in [0, 1]) for an image, the
+    plugin's serialised data for hparams."""
+    found = {}
+    for events in sorted(Path(log_dir).glob("events.out.tfevents.*")):
+        for record in tf.data.TFRecordDataset(str(events)):
+            event = tf.compat.v1.Event.FromString(record.numpy())
+            for value in event.summary.value:
+                plugin = value.metadata.plugin_data.plugin_name
+                tensor = tf.make_ndarray(value.tensor) if value.HasField("tensor") else None
+                if plugin == "text":
+                    tensor = tensor.item().decode()
+                elif plugin == "scalars":
+                    tensor = float(tensor)
+                elif plugin == "images":  # width, height, then the PNG of each image
+                    tensor = tf.io.decode_png(tensor[2], channels=3).numpy() / 255.0
+                elif plugin == "hparams":
+                    tensor = value.metadata.plugin_data.content
+                found[value.tag] = (plugin, tensor)
+    return found

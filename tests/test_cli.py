@@ -22,29 +22,31 @@ def test_cli_families_match_the_tasks():
     assert set(cli.FAMILIES) == set(tasks())
 
 
-def test_train_evaluate_export_from_the_command_line(tmp_path):
+def test_train_evaluate_export_from_the_command_line(tmp_path, capsys, monkeypatch):
+    # In-process (`bigmodel-tf` is `cli.main`): a subprocess per command would spend ~6 s each
+    # importing TensorFlow; test_datasets_lists_splits_and_sizes runs the real executable.
+    def run(*argv) -> str:
+        assert cli.main([str(a) for a in argv]) == 0, capsys.readouterr().err
+        return capsys.readouterr().out
+
+    monkeypatch.chdir(tmp_path)
     run_dir = tmp_path / "run"
-    trained = run_cli(
+    trained = run(
         "train", "cnn", "--epochs", "1", *cli_args(TINY_CNN), "--run-dir", run_dir, "--quiet"
     )
-    assert trained.returncode == 0, trained.stderr
-    assert f"run directory: {run_dir}" in trained.stdout
-    accuracy = float(re.search(r"test: accuracy ([0-9.]+)", trained.stdout).group(1))
+    assert f"run directory: {run_dir}" in trained
+    accuracy = float(re.search(r"test: accuracy ([0-9.]+)", trained).group(1))
     assert accuracy > 0.8
 
-    evaluated = run_cli("evaluate", run_dir, "--split", "test")
-    assert evaluated.returncode == 0, evaluated.stderr
-    assert json.loads(evaluated.stdout)["accuracy"] == pytest.approx(accuracy, abs=1e-4)
+    evaluated = run("evaluate", run_dir, "--split", "test")
+    assert json.loads(evaluated)["accuracy"] == pytest.approx(accuracy, abs=1e-4)
 
-    exported = run_cli("export", run_dir, "--quantize", "int8", cwd=tmp_path)
-    assert exported.returncode == 0, exported.stderr
-    assert "exported to savedmodels/cnn/1" in exported.stdout
-    assert "| tflite int8 | model_int8.tflite |" in exported.stdout  # the report is printed
+    exported = run("export", run_dir, "--quantize", "int8")
+    assert "exported to savedmodels/cnn/1" in exported
+    assert "| tflite int8 | model_int8.tflite |" in exported  # the report is printed
     assert (tmp_path / "savedmodels/cnn/1/saved_model/saved_model.pb").is_file()
 
-    verified = run_cli("verify", "savedmodels/cnn/1", cwd=tmp_path)
-    assert verified.returncode == 0, verified.stdout + verified.stderr
-    assert "all artefacts reproduce their report" in verified.stdout
+    assert "all artefacts reproduce their report" in run("verify", "savedmodels/cnn/1")
 
 
 def test_datasets_lists_splits_and_sizes():

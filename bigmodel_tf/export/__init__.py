@@ -55,6 +55,7 @@ from bigmodel_tf.export.serving import ServingTask
 from bigmodel_tf.export.tflite import QUANTIZATIONS, TfliteModel, convert
 from bigmodel_tf.io import make_readable_dir, read_json, write_json
 from bigmodel_tf.registry import serving_for
+from bigmodel_tf.report import report_after_export
 from bigmodel_tf.training.faults import writing
 from bigmodel_tf.training.runs import config_from_dict, load_run, load_trained
 from bigmodel_tf.training.task import TrainingTask
@@ -156,6 +157,9 @@ def export(
     log: Callable[[str], None] = lambda message: None,
 ) -> Path:
     """Exports a run's best checkpoint with every artefact and its report; returns the folder.
+
+    The run's `report.html` is then written again with this export in it
+    (`bigmodel_tf.report`; a failure there is a warning, not a failed export).
 
     Args:
         run_dir: path. A finished training run.
@@ -280,6 +284,9 @@ def export(
                 "versions": _versions(),
             },
         )
+    written = report_after_export(run_dir, out, config, task, spec, model)
+    if written is not None:
+        log(f"wrote {written}")
     return out
 
 

@@ -3,13 +3,15 @@
 A run directory `runs/<family>/<name>/` holds:
 
     config.json            the resolved RunConfig (re-running with the same config resumes)
-    logs/                  TensorBoard (train/ and validation/ scalars; samples/ text)
+    logs/                  TensorBoard (train/ and validation/ scalars; samples/ text; report/
+                           the report's pictures; the config and test metrics as HParams)
     backup/                BackupAndRestore state while training; removed when training ends
                            (`backup-<role>-<index>/`: another worker's, on a cluster)
     checkpoints/best.keras the model with the best validation metric (what evaluate/export use)
     checkpoints/last.keras the model after the last epoch
     history.csv            per-epoch metrics
-    metrics.json           validation and test metrics of the best model, written last
+    metrics.json           validation and test metrics of the best model: the run has finished
+    report.html            the run on one page (`bigmodel_tf.report`), written after them
 """
 
 from __future__ import annotations

@@ -10,13 +10,16 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 import tensorflow as tf
 
 from bigmodel_tf.data.pipeline import Batcher
 from bigmodel_tf.training.config import RunConfig
+
+if TYPE_CHECKING:
+    from bigmodel_tf.report.sections import Section
 
 
 class TrainingTask(abc.ABC):
@@ -83,3 +86,11 @@ class TrainingTask(abc.ABC):
         """For distillation: a layer that makes a teacher's inputs (of `teacher_spec`) from a
         batch of the student's (of `spec`); None where the teacher reads the student's own."""
         return None
+
+    def report_sections(
+        self, config: RunConfig, spec: Any, model: keras.Model, run_dir: Path
+    ) -> list[Section]:
+        """The family's own sections of the run's report (`bigmodel_tf.report`), drawn from its
+        best `model`: a classifier's confusion matrix, a language model's samples. The end of
+        training also writes them to TensorBoard. None by default."""
+        return []

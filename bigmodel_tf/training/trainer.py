@@ -375,6 +375,11 @@ def _train(
     # No worker leaves while another still works: the chief hosts the cluster's coordination
     # service, and its peers treat its exit as a failure.
     barrier(strategy)
+    if is_chief(strategy):
+        # Imported here: the report imports the training package, which imports this module.
+        from bigmodel_tf.report import report_after_training
+
+        report_after_training(run_dir, config, task, spec, best_model)
     return {**metrics, "run_dir": str(run_dir)}
 
 

@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from bigmodel_tf.bench.curves import plot_learning_curves, read_curve
+from bigmodel_tf.bench.curves import plot_learning_curves, plot_run_curves, read_curve, read_curves
 from bigmodel_tf.errors import UserError
 from bigmodel_tf.io import read_json
+from bigmodel_tf.pictures import pyplot
 
 
 def test_a_runs_curve_is_its_epochs_losses_against_minutes(trained_gru_lm, tmp_path):
@@ -30,3 +31,14 @@ def test_a_runs_curve_is_its_epochs_losses_against_minutes(trained_gru_lm, tmp_p
 def test_a_run_without_logs_is_one_clear_error(tmp_path):
     with pytest.raises(UserError, match="no epoch_loss"):
         read_curve(tmp_path)
+
+
+def test_every_metric_logged_for_both_splits_has_a_curve_and_a_panel(trained_cnn):
+    curves = read_curves(trained_cnn)
+    assert set(curves) == {"loss", "accuracy"}  # not the learning rate, logged for training only
+    test = read_json(trained_cnn / "metrics.json")["test"]
+    for name, curve in curves.items():
+        assert curve.epochs == [1] and curve.test == test[name]
+    figure = plot_run_curves(curves)
+    assert figure.axes[0].get_ylabel() == "loss" and len(figure.axes) == 4
+    pyplot().close(figure)

@@ -126,6 +126,9 @@ def test_two_workers_agree_and_match_one_process(two_workers, single_process):
     assert_equivalent(run_dir, single_process, "2 workers vs 1 process")
 
 
+# Slow (~20 s): two workers killed and relaunched; the single-process resume is in the
+# default run (tests/training/test_faults.py), as is two workers' agreement (above).
+@pytest.mark.slow
 def test_killed_worker_resumes_on_every_worker_at_the_backed_up_step(tmp_path, two_workers):
     run_dir = tmp_path / "run"
     log = tmp_path / "launch.log"

@@ -25,9 +25,11 @@ from bigmodel_tf.training import evaluate, make_config, train
 from bigmodel_tf.training.faults import RunLock
 from tests.helpers import TINY_CNN, write_texts
 
-# 3 epochs of 12 steps, a backup every 4 steps: a few seconds a run.
+# 3 epochs of 12 steps, a backup every 4 steps, random augmentation and dropout (which a resumed
+# run must draw as an uninterrupted one does): a few seconds a run.
 SHORT_CNN = {
     **TINY_CNN,
+    "model.augment": True,
     "train.epochs": 3,
     "train.max_steps_per_epoch": 12,
     "train.batch_size": 32,
@@ -109,13 +111,28 @@ def signal_at(step: int, signum: int):
     return lambda self, config, spec, run_dir: [Sender()]
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The `SHORT_CNN` run, trained without interruption: what every resumed run must equal."""
+    run_dir = tmp_path_factory.mktemp("uninterrupted") / "run"
+    return run_dir, train(make_config("cnn", overrides=SHORT_CNN), run_dir, verbose=0)
+
+
+def assert_same_run(run_dir, metrics, uninterrupted) -> None:
+    reference_dir, reference = uninterrupted
+    np.testing.assert_allclose(metrics["test"]["loss"], reference["test"]["loss"], rtol=1e-6)
+    ours, theirs = (
+        keras.saving.load_model(d / "checkpoints" / "best.keras").get_weights()
+        for d in (run_dir, reference_dir)
+    )
+    for mine, reference_weights in zip(ours, theirs, strict=True):
+        np.testing.assert_allclose(mine, reference_weights, rtol=1e-6, atol=1e-7)
+
+
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_backs_up_the_step_and_the_same_command_resumes_exactly(
-    capsys, tmp_path, monkeypatch, signum, code
+    capsys, tmp_path, monkeypatch, uninterrupted, signum, code
 ):
-    config = make_config("cnn", overrides=SHORT_CNN)
-    reference = train(config, tmp_path / "uninterrupted", verbose=0)
-
     with monkeypatch.context() as patched:
         patched.setattr(CnnTask, "callbacks", signal_at(18, signum))
         argv = ["train", "cnn", "--run-dir", tmp_path / "run", "--quiet"]
@@ -123,15 +140,11 @@ def test_a_signal_backs_up_the_step_and_the_same_command_resumes_exactly(
     expected = f"at step 18: backup written to {tmp_path / 'run'}; resume with the same command"
     assert line.endswith(expected), line
     assert signal.getsignal(signum) in (signal.default_int_handler, signal.SIG_DFL)
-    resumed = train(config, tmp_path / "run", verbose=0)
-    assert resumed["steps_trained_this_invocation"] == 36 - 18
-    np.testing.assert_allclose(resumed["test"]["loss"], reference["test"]["loss"], rtol=1e-6)
-    resumed_weights, reference_weights = (
-        keras.saving.load_model(tmp_path / name / "checkpoints" / "best.keras").get_weights()
-        for name in ("run", "uninterrupted")
-    )
-    for ours, theirs in zip(resumed_weights, reference_weights, strict=True):
-        np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-7)
+    assert (tmp_path / "run" / "backup").is_dir()
+    if signum == signal.SIGTERM:  # the same backup either way: resume once
+        resumed = train(make_config("cnn", overrides=SHORT_CNN), tmp_path / "run", verbose=0)
+        assert resumed["steps_trained_this_invocation"] == 36 - 18
+        assert_same_run(tmp_path / "run", resumed, uninterrupted)
 
 
 # --- One writer per run directory -------------------------------------------------------------
@@ -272,18 +285,18 @@ def test_evaluate_still_works_on_the_copy(run_copy, trained_cnn):
     assert evaluate(run_copy)["loss"] == pytest.approx(evaluate(trained_cnn)["loss"])
 
 
-def test_one_damaged_backup_generation_resumes_from_the_other(capsys, tmp_path, monkeypatch):
+def test_one_damaged_backup_generation_resumes_from_the_other(tmp_path, monkeypatch, uninterrupted):
     config = make_config("cnn", overrides=SHORT_CNN)
-    reference = train(config, tmp_path / "uninterrupted", verbose=0)
     with monkeypatch.context() as patched:
         patched.setattr(CnnTask, "callbacks", signal_at(18, signal.SIGTERM))
         with pytest.raises(Interrupted):
             train(config, tmp_path / "run", verbose=0)
     latest = tmp_path / "run" / "backup" / "latest.weights.h5"
     latest.write_bytes(latest.read_bytes()[:1000])
-    resumed = train(config, tmp_path / "run", verbose=0)  # from the regular backup at step 16
+    # From the regular backup at step 16, as a run killed outright (SIGKILL) resumes.
+    resumed = train(config, tmp_path / "run", verbose=0)
     assert resumed["steps_trained_this_invocation"] == 36 - 16
-    np.testing.assert_allclose(resumed["test"]["loss"], reference["test"]["loss"], rtol=1e-6)
+    assert_same_run(tmp_path / "run", resumed, uninterrupted)
 
 
 def test_both_damaged_backup_generations_are_named(capsys, tmp_path, monkeypatch):

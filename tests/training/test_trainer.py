@@ -59,6 +59,9 @@ def weights_of(run_dir):
     return model.get_weights()
 
 
+# Slow: the default run tests the same guarantee with SIGTERM and with a resume from a regular
+# backup (tests/training/test_faults.py); this one kills a separate process outright.
+@pytest.mark.slow
 def test_killed_run_resumes_exactly(tmp_path):
     """SIGKILL mid-epoch, re-run the same command: same weights as an uninterrupted run."""
     overrides = {

@@ -12,7 +12,9 @@ from bigmodel_tf import registry
 from bigmodel_tf.data.pipeline import Batcher
 from bigmodel_tf.families.cnn import model as cnn
 from bigmodel_tf.families.cnn.data import ImageSpec, image_batcher, image_examples, image_spec
+from bigmodel_tf.families.cnn.report import image_sections
 from bigmodel_tf.families.cnn.serving import CnnServing
+from bigmodel_tf.report.sections import Section
 from bigmodel_tf.training.config import RunConfig
 from bigmodel_tf.training.task import TrainingTask
 
@@ -55,6 +57,11 @@ class CnnTask(TrainingTask):
 
     def compile_args(self, config: RunConfig) -> dict[str, Any]:
         return {"loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"]}
+
+    def report_sections(
+        self, config: RunConfig, spec: ImageSpec, model: keras.Model, run_dir: Path
+    ) -> list[Section]:
+        return image_sections(config, spec, model)
 
 
 registry.register(CnnTask(), CnnServing())

@@ -84,6 +84,20 @@ class TextGenerator(tf.Module):
         return {"text": tf.strings.reduce_join(self.characters(tf.cast(new_ids, tf.int64)))}
 
 
+def sample_text(
+    model: keras.Model,
+    vocabulary: Sequence[str],
+    length: int,
+    temperature: float,
+    seed: int,
+) -> str:
+    """`length` characters sampled from the start of a line (`EMPTY_PROMPT`), as TensorBoard and
+    a run's report show them."""
+    prompt_ids, _ = text_to_ids(EMPTY_PROMPT, char_lookup(vocabulary))
+    ids = generate(model, prompt_ids, length, temperature=temperature, seed=seed)
+    return ids_to_text(ids, char_lookup(vocabulary, invert=True))
+
+
 class TextSample(keras.callbacks.Callback):
     """Writes a generated text sample to TensorBoard (the Text tab) after every epoch.
 
@@ -109,8 +123,7 @@ class TextSample(keras.callbacks.Callback):
     ):
         super().__init__()
         self.log_dir = str(log_dir)
-        self.prompt_ids, _ = text_to_ids(EMPTY_PROMPT, char_lookup(vocabulary))
-        self.characters = char_lookup(vocabulary, invert=True)
+        self.vocabulary = list(vocabulary)
         self.length = length
         self.temperature = temperature
         self.seed = seed
@@ -120,10 +133,7 @@ class TextSample(keras.callbacks.Callback):
         self.writer = tf.summary.create_file_writer(self.log_dir)
 
     def on_epoch_end(self, epoch, logs=None):
-        ids = generate(
-            self.model, self.prompt_ids, self.length, temperature=self.temperature, seed=self.seed
-        )
-        text = ids_to_text(ids, self.characters)
+        text = sample_text(self.model, self.vocabulary, self.length, self.temperature, self.seed)
         # Markdown: an indented block keeps the line breaks and spacing of the verse.
         markdown = "\n".join("    " + line for line in text.split("\n"))
         with self.writer.as_default():

@@ -11,6 +11,8 @@ import tensorflow as tf
 from bigmodel_tf.data.pipeline import Batcher
 from bigmodel_tf.families.language_model.components import BitsPerCharacter, TextSample
 from bigmodel_tf.families.language_model.data import CharSpec, char_examples, char_spec
+from bigmodel_tf.families.language_model.report import sample_sections
+from bigmodel_tf.report.sections import Section
 from bigmodel_tf.training.config import RunConfig
 from bigmodel_tf.training.task import TrainingTask
 
@@ -47,3 +49,8 @@ class LanguageModelTask(TrainingTask):
         self, config: RunConfig, spec: CharSpec, run_dir: Path
     ) -> list[keras.callbacks.Callback]:
         return [TextSample(run_dir / "logs" / "samples", spec.vocabulary, seed=config.train.seed)]
+
+    def report_sections(
+        self, config: RunConfig, spec: CharSpec, model: keras.Model, run_dir: Path
+    ) -> list[Section]:
+        return sample_sections(config, spec, model)

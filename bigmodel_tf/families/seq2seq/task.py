@@ -17,6 +17,7 @@ from bigmodel_tf.families.seq2seq.data import (
     transduction_examples,
     transduction_spec,
 )
+from bigmodel_tf.families.seq2seq.report import example_sections
 from bigmodel_tf.families.seq2seq.serving import Seq2SeqServing
 from bigmodel_tf.families.seq2seq.transduction import (
     MaskedAccuracy,
@@ -25,6 +26,7 @@ from bigmodel_tf.families.seq2seq.transduction import (
     sample_words,
     split_error_rates,
 )
+from bigmodel_tf.report.sections import Section
 from bigmodel_tf.training.config import RunConfig
 from bigmodel_tf.training.task import TrainingTask
 
@@ -121,6 +123,11 @@ class Seq2SeqTask(TrainingTask):
             **{f"greedy_{name}": value for name, value in greedy.items()},
             **{f"beam_{name}": value for name, value in beam.items()},
         }
+
+    def report_sections(
+        self, config: RunConfig, spec: Seq2SeqSpec, model: keras.Model, run_dir: Path
+    ) -> list[Section]:
+        return example_sections(config, spec, model)
 
 
 registry.register(Seq2SeqTask(), Seq2SeqServing())

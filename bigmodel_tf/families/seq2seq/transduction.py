@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -408,12 +409,19 @@ def transduce(
     source = encode_sources(words, spec)
     outputs = decode(model, spec, source, width, length_penalty=config.model.length_penalty)
     if plot_attention is not None:
-        _plot_attention(model, spec, words, source, outputs, Path(plot_attention))
+        save_png(attention_figure(model, spec, words, source, outputs), Path(plot_attention))
     return outputs
 
 
-def _plot_attention(model, spec, words, source, outputs, path: Path) -> None:
-    """One heatmap per word (output tokens down, input characters across), in one PNG."""
+def attention_figure(
+    model: Seq2Seq,
+    spec: Seq2SeqSpec,
+    words: Sequence[str],
+    source: np.ndarray,
+    outputs: Sequence[str],
+) -> Any:
+    """One heatmap per word (output tokens down, input characters across) of decoding each
+    `outputs` from its row of `source` ids, side by side: a matplotlib figure."""
     figure, axes = pyplot().subplots(1, len(words), figsize=(3 * len(words), 3), squeeze=False)
     for axis, word, ids, output in zip(axes[0], words, source, outputs, strict=True):
         weights = attention_weights(model, spec, ids, output)
@@ -422,4 +430,4 @@ def _plot_attention(model, spec, words, source, outputs, path: Path) -> None:
         axis.set_yticks(range(weights.shape[0]), [*output.split(), END_TOKEN])
         axis.set_title(word)
     figure.tight_layout()
-    save_png(figure, path)
+    return figure

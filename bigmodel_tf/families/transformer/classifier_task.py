@@ -34,8 +34,10 @@ from bigmodel_tf.families.transformer.pretrained import (
     principal_projection,
     word_vectors,
 )
+from bigmodel_tf.families.transformer.report import text_sections
 from bigmodel_tf.families.transformer.serving import ClassifierServing
 from bigmodel_tf.io import read_json, write_json
+from bigmodel_tf.report.sections import Section
 from bigmodel_tf.training.config import RunConfig
 from bigmodel_tf.training.faults import load_keras
 from bigmodel_tf.training.task import TrainingTask
@@ -125,6 +127,11 @@ class TransformerClassifierTask(TrainingTask):
             teacher_spec.sequence_length,
             teacher_spec.end_token,
         )
+
+    def report_sections(
+        self, config: RunConfig, spec: SubwordSpec, model: keras.Model, run_dir: Path
+    ) -> list[Section]:
+        return text_sections(config, spec, model)
 
 
 # The architecture a classifier must share with the transformer-mlm run it starts from (dropout

@@ -218,6 +218,12 @@ def _texts(
     return texts
 
 
+def labelled_texts(dataset: str, split: str, options: DataOptions | None = None) -> tf.data.Dataset:
+    """`(text, label)` string and int64 pairs of a split, in the order `subword_examples` encodes
+    them (a report shows the texts behind its predictions)."""
+    return _texts(dataset, split, options, labelled=True)
+
+
 def subword_spec(
     dataset: str,
     directory: Path,
