@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import os
+import re
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -84,6 +86,22 @@ TINY_SEQ2SEQ = {
     "train.learning_rate": 0.01,
     "train.warmup_epochs": 0.0,
 }
+
+
+@contextlib.contextmanager
+def tensorboard(run_dir: Path) -> Iterator[str]:
+    """`bigmodel-tf tensorboard RUN_DIR --port 0` in a subprocess; yields its URL."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "bigmodel_tf", "tensorboard", str(run_dir), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        yield re.search(r"http://127\.0\.0\.1:\d+/", server.stdout.readline()).group(0)
+    finally:
+        server.kill()
+        server.wait()
 
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 600):

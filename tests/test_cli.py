@@ -3,8 +3,6 @@
 import json
 import re
 import shutil
-import subprocess
-import sys
 import time
 import urllib.request
 
@@ -15,7 +13,7 @@ from bigmodel_tf.data.builders import Mnist5k
 from bigmodel_tf.io import write_json
 from bigmodel_tf.registry import tasks
 from bigmodel_tf.training import classify, generate_text
-from tests.helpers import TINY_CNN, cli_args, run_cli
+from tests.helpers import TINY_CNN, cli_args, run_cli, tensorboard
 
 
 def test_cli_families_match_the_tasks():
@@ -78,15 +76,7 @@ def test_train_help_for_a_family_lists_its_keys_and_defaults(capsys):
 
 
 def test_tensorboard_serves_the_runs_scalars(trained_cnn):
-    server = subprocess.Popen(
-        [sys.executable, "-m", "bigmodel_tf", "tensorboard", str(trained_cnn), "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        line = server.stdout.readline()
-        url = re.search(r"http://127\.0\.0\.1:\d+/", line).group(0)
+    with tensorboard(trained_cnn) as url:
         deadline = time.monotonic() + 60
         while True:  # TensorBoard loads event files in the background
             with urllib.request.urlopen(url + "data/plugin/scalars/tags", timeout=10) as response:
@@ -95,9 +85,6 @@ def test_tensorboard_serves_the_runs_scalars(trained_cnn):
                 break
             time.sleep(1)
         assert "epoch_accuracy" in tags["validation"] and "epoch_loss" in tags["train"]
-    finally:
-        server.kill()
-        server.wait()
 
 
 def one_error_line(capsys, argv) -> str:

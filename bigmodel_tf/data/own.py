@@ -236,8 +236,25 @@ class _Progress:
             print(f"{self.what}: {done:,}/{self.total:,} files", file=sys.stderr, flush=True)
 
 
+# A run asks for its source many times (spec, then each split); within one process the files are
+# hashed again only when one's size or modification time changed.
+_DIGESTS: dict[tuple, str] = {}
+
+
 def _digest(kind: str, path: Path, files: list[Path], options: DataOptions) -> str:
     """sha256 over the files' contents and relative names and the options, 16 hex digits."""
+    try:
+        stats = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    except OSError:
+        stats = None  # _read names the file
+    key = (kind, str(path), json.dumps(asdict(options)), stats)
+    if stats is not None and key in _DIGESTS:
+        return _DIGESTS[key]
+    _DIGESTS[key] = _hash_files(kind, path, files, options)
+    return _DIGESTS[key]
+
+
+def _hash_files(kind: str, path: Path, files: list[Path], options: DataOptions) -> str:
     digest = hashlib.sha256(json.dumps([kind, asdict(options)]).encode())
     progress = _Progress(f"reading {kind}:{path}", len(files))
     for number, file in enumerate(files, 1):

@@ -72,14 +72,15 @@ def test_images_keep_the_users_fixed_splits(tmp_path):
 def test_preparation_is_cached_by_content(tmp_path, own_cache, monkeypatch):
     root = write_images(tmp_path / "shapes")
     first = own.prepare(f"images:{root}").data_dir
-    planned = []
+    planned, hashed, hash_files = [], [], own._hash_files
     monkeypatch.setitem(own.PLANNERS, "images", lambda *a: planned.append(a) or 1 / 0)
+    monkeypatch.setattr(own, "_hash_files", lambda *a: hashed.append(a) or hash_files(*a))
     assert own.prepare(f"images:{root}").data_dir == first  # nothing re-read or re-planned
-    assert not planned
+    assert not planned and not hashed
     (root / "down" / "0.png").write_bytes((root / "across" / "0.png").read_bytes())
-    with pytest.raises(ZeroDivisionError):  # a changed file is planned again
+    with pytest.raises(ZeroDivisionError):  # a changed file is hashed and planned again
         own.prepare(f"images:{root}")
-    assert len(planned) == 1
+    assert len(planned) == 1 and len(hashed) == 1
     # The split options are part of the key too.
     with pytest.raises(ZeroDivisionError):
         own.prepare(f"images:{root}", DataOptions(split_seed=7))

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.helpers import tensorboard
+
 pytestmark = pytest.mark.browser
 
 
@@ -62,14 +64,7 @@ def drawn(path: Path) -> np.ndarray:
 
 
 def test_tensorboard_shows_the_runs_scalars_in_a_browser(chromium, trained_cnn, tmp_path):
-    server = subprocess.Popen(
-        [sys.executable, "-m", "bigmodel_tf", "tensorboard", str(trained_cnn), "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        url = re.search(r"http://127\.0\.0\.1:\d+/", server.stdout.readline()).group(0)
+    with tensorboard(trained_cnn) as url:
         page = browse(chromium, url + "#timeseries", "--dump-dom").stdout
         # The time-series dashboard names a card after each scalar tag it draws.
         assert "epoch_loss" in page and "epoch_accuracy" in page, page[-2000:]
@@ -77,9 +72,6 @@ def test_tensorboard_shows_the_runs_scalars_in_a_browser(chromium, trained_cnn, 
         size = "--window-size=1200,900"
         browse(chromium, url + "#timeseries", size, f"--screenshot={screenshot}")
         drawn(screenshot)
-    finally:
-        server.kill()
-        server.wait()
 
 
 def test_a_browser_draws_the_report_and_its_pictures(chromium, trained_cnn, tmp_path):

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import h5py
 import keras
@@ -285,13 +286,18 @@ def test_evaluate_still_works_on_the_copy(run_copy, trained_cnn):
     assert evaluate(run_copy)["loss"] == pytest.approx(evaluate(trained_cnn)["loss"])
 
 
+def preempted(run_dir, monkeypatch, step: int) -> Path:
+    """`run_dir`, a `SHORT_CNN` run stopped by SIGTERM after `step` steps; returns its backup."""
+    with monkeypatch.context() as patched:
+        patched.setattr(CnnTask, "callbacks", signal_at(step, signal.SIGTERM))
+        with pytest.raises(Interrupted):
+            train(make_config("cnn", overrides=SHORT_CNN), run_dir, verbose=0)
+    return run_dir / "backup"
+
+
 def test_one_damaged_backup_generation_resumes_from_the_other(tmp_path, monkeypatch, uninterrupted):
     config = make_config("cnn", overrides=SHORT_CNN)
-    with monkeypatch.context() as patched:
-        patched.setattr(CnnTask, "callbacks", signal_at(18, signal.SIGTERM))
-        with pytest.raises(Interrupted):
-            train(config, tmp_path / "run", verbose=0)
-    latest = tmp_path / "run" / "backup" / "latest.weights.h5"
+    latest = preempted(tmp_path / "run", monkeypatch, 18) / "latest.weights.h5"
     latest.write_bytes(latest.read_bytes()[:1000])
     # From the regular backup at step 16, as a run killed outright (SIGKILL) resumes.
     resumed = train(config, tmp_path / "run", verbose=0)
@@ -301,13 +307,10 @@ def test_one_damaged_backup_generation_resumes_from_the_other(tmp_path, monkeypa
 
 def test_both_damaged_backup_generations_are_named(capsys, tmp_path, monkeypatch):
     config = make_config("cnn", overrides=SHORT_CNN)
-    with monkeypatch.context() as patched:
-        patched.setattr(CnnTask, "callbacks", signal_at(6, signal.SIGTERM))
-        with pytest.raises(Interrupted):
-            train(config, tmp_path / "run", verbose=0)
-    for name in ("latest.weights.h5", "latest.weights.h5.bkp"):
-        if (tmp_path / "run" / "backup" / name).exists():
-            (tmp_path / "run" / "backup" / name).write_bytes(b"\x89HDF\r\n\x1a\n broken")
+    generations = sorted(preempted(tmp_path / "run", monkeypatch, 6).glob("*.h5*"))
+    assert len(generations) == 2, generations
+    for path in generations:
+        path.write_bytes(b"\x89HDF\r\n\x1a\n broken")
     backups = sorted(p.name for p in (tmp_path / "run" / "backup").iterdir())
     with pytest.raises(UserError, match=r"the backup in .*backup is damaged .*--overwrite"):
         train(config, tmp_path / "run", verbose=0)

@@ -15,7 +15,10 @@ from bigmodel_tf.errors import UserError
 from bigmodel_tf.export import export
 from bigmodel_tf.families.transformer import pretrained
 from bigmodel_tf.training.runs import load_trained
-from tests.helpers import REPORT_VARIANTS
+from tests.helpers import REPORT_VARIANTS, write_table
+
+# write_table's classes, in label order.
+TOPICS = ("food", "music", "sport")
 
 SHORT = {
     "model.sequence_length": 16,
@@ -28,7 +31,13 @@ SHORT = {
 
 @pytest.fixture(scope="module")
 def fine_tuned(tmp_path_factory):
-    config = training.make_config("transformer", preset="minilm", overrides=SHORT)
+    # Your own table of three topics (the fine-tuning plumbing does not depend on the data, and
+    # 6-row held-out splits evaluate a 22 M-weight model in seconds, where Rotten Tomatoes' take
+    # half a minute).
+    table = write_table(tmp_path_factory.mktemp("data") / "topics.csv")
+    config = training.make_config(
+        "transformer", dataset=f"csv:{table}", preset="minilm", overrides=SHORT
+    )
     run_dir = tmp_path_factory.mktemp("runs") / "minilm"
     training.train(config, run_dir, verbose=0)
     return run_dir
@@ -70,7 +79,7 @@ def test_another_architecture_is_refused_before_anything_is_written(tmp_path):
 
 def test_classify_reads_texts_as_the_checkpoint_tokenises_them(fine_tuned, capsys):
     results = training.classify(fine_tuned, ["A gorgeous, witty film.", "word " * 40])
-    assert [r["label"] in ("fresh", "rotten") for r in results] == [True, True]
+    assert [r["label"] in TOPICS for r in results] == [True, True]
     assert sum(results[0]["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
     # [CLS] and [SEP] take two of the 16 positions.
     assert "text 2 has 40 subwords; the model reads the first 14" in capsys.readouterr().err
@@ -89,7 +98,7 @@ def test_export_serves_raw_strings_and_token_ids_like_keras(fine_tuned, tmp_path
     serving = tf.saved_model.load(str(out / "saved_model")).signatures["serving_default"]
     served = serving(texts=tf.constant(texts))["probabilities"].numpy()
     expected = [r["probabilities"] for r in training.classify(fine_tuned, texts)]
-    np.testing.assert_allclose(served[:, 1], [p["fresh"] for p in expected], atol=1e-5)
+    np.testing.assert_allclose(served[:, 1], [p[TOPICS[1]] for p in expected], atol=1e-5)
     report = json.loads((out / "report.json").read_text())
     rows = {row["variant"]: row for row in report["rows"]}
     assert list(rows) == [v for v in REPORT_VARIANTS if v in rows] and "tflite float32" in rows
