@@ -244,7 +244,7 @@ _DIGESTS: dict[tuple, str] = {}
 def _digest(kind: str, path: Path, files: list[Path], options: DataOptions) -> str:
     """sha256 over the files' contents and relative names and the options, 16 hex digits."""
     try:
-        stats = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+        stats = tuple((str(f), *_size_and_time(f)) for f in files)
     except OSError:
         stats = None  # _read names the file
     key = (kind, str(path), json.dumps(asdict(options)), stats)
@@ -252,6 +252,11 @@ def _digest(kind: str, path: Path, files: list[Path], options: DataOptions) -> s
         return _DIGESTS[key]
     _DIGESTS[key] = _hash_files(kind, path, files, options)
     return _DIGESTS[key]
+
+
+def _size_and_time(file: Path) -> tuple[int, int]:
+    found = file.stat()
+    return found.st_size, found.st_mtime_ns
 
 
 def _hash_files(kind: str, path: Path, files: list[Path], options: DataOptions) -> str:
