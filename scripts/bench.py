@@ -28,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         default="peak,train,generation,inference,quality",
-        help="comma-separated suites: peak, train, generation, inference, quality (default: all)",
+        help="comma-separated suites: peak, settings (float32/bf16 x XLA off/on: what auto "
+        "chooses from), train, generation, inference, quality (default: all but settings)",
     )
     parser.add_argument(
         "--family",

@@ -11,6 +11,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # No report.html or TensorBoard pictures when a test's run ends (seconds each), but for the
 # shared runs below, which the report tests read.
 os.environ.setdefault("BIGMODEL_TF_REPORT", "0")
+# train.precision=auto chooses by the CPU: the suite trains alike on every machine (float32).
+os.environ.setdefault("BIGMODEL_TF_NATIVE_BF16", "0")
 
 from tests.helpers import (
     TINY_CNN,

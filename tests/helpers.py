@@ -39,7 +39,7 @@ TINY_GRU_LM = {
     "model.num_layers": 1,
     "model.dropout": 0.0,
     "train.learning_rate": 0.01,
-    "train.jit_compile": True,
+    "train.jit_compile": "true",
 }
 
 # A one-block, 32-wide Transformer classifier over a 2,000-subword vocabulary: one epoch on
@@ -68,7 +68,7 @@ TINY_TRANSFORMER_LM = {
     "train.learning_rate": 0.005,
     "train.batch_size": 64,
     "train.max_steps_per_epoch": 400,
-    "train.jit_compile": True,
+    "train.jit_compile": "true",
 }
 
 # A one-layer bi-GRU of 32 units a direction, 300 steps on CMUdict (with the default label

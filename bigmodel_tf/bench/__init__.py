@@ -85,14 +85,17 @@ def run(
             log(f"[runs] {family.label}: its run (trained unless it has finished)")
             runs[family.label] = benchmarks.quality_run(family, quick, root)
         if {"peak", "train"} & set(suites):
-            log("[peak] fp32 matmul")
-            peak, peak_figures = benchmarks.matmul_peak(quick, rounds)
+            log("[peak] fp32 and bf16 matmul")
+            peaks, peak_figures = benchmarks.matmul_peak(quick, rounds)
             figures += peak_figures if "peak" in suites else []
         for suite in suites:
             for family in chosen:
-                if suite == "train" and family.train_suite:
+                if suite == "settings" and family.train_suite:
+                    log(f"[settings] {family.label}: float32/bf16 x XLA off/on, {rounds} rounds")
+                    figures += benchmarks.settings_speedups(family, quick, rounds)
+                elif suite == "train" and family.train_suite:
                     log(f"[train] {family.label}: ours against NumPy-into-fit, {rounds} rounds")
-                    figures += benchmarks.training_throughput(family, quick, rounds, peak)
+                    figures += benchmarks.training_throughput(family, quick, rounds, peaks)
                 elif suite == "generation":
                     log(f"[generation] {family.label}: decoding speed, if it generates")
                     figures += benchmarks.generation(family, runs[family.label], quick, rounds)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from bigmodel_tf.export.tflite import QUANTIZATIONS
 from bigmodel_tf.io import read_json
 from bigmodel_tf.registry import serving_for, task_for
 from bigmodel_tf.training.config import RunConfig
+from bigmodel_tf.training.precision import Settings, dtype_policy, native_bf16, settings_for
 from bigmodel_tf.training.runs import default_run_dir, load_best, load_run, make_config
 from bigmodel_tf.training.task import TrainingTask
 from bigmodel_tf.training.trainer import make_optimizer, train
@@ -40,32 +42,50 @@ from bigmodel_tf.training.trainer import make_optimizer, train
 FAMILIES: tuple[Family, ...] = tuple(registry.bench_entries())
 
 
-def matmul_peak(quick: bool, rounds: int) -> tuple[float, list[Figure]]:
-    """fp32 `tf.matmul` GFLOP/s, the best round: the machine's attainable peak."""
+# The peak's figure name per compute precision (what `train.precision` resolves to).
+PEAKS = {"float32": "machine.matmul_peak", "mixed_bfloat16": "machine.matmul_peak_bf16"}
+
+
+def matmul_peak(quick: bool, rounds: int) -> tuple[dict[str, float], list[Figure]]:
+    """`tf.matmul` GFLOP/s in float32 and in bf16, the best round of each: the machine's
+    attainable peaks, the utilisation denominators of runs in either precision."""
     n = 512 if quick else 2048
-    a, b = tf.random.normal((n, n)), tf.random.normal((n, n))
-    product = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)))
-    product().numpy()
     calls = 2 if quick else 10
 
-    def one_round() -> float:
-        start = time.perf_counter()
-        for _ in range(calls):
-            product().numpy()
-        return 2 * n**3 * calls / (time.perf_counter() - start) / 1e9
+    def measure(dtype: tf.DType) -> Callable[[], float]:
+        a, b = (tf.cast(tf.random.normal((n, n)), dtype) for _ in range(2))
+        product = tf.function(lambda: tf.reduce_sum(tf.cast(tf.matmul(a, b), tf.float32)))
+        product().numpy()
 
-    (values,) = timed_rounds({"matmul": one_round}, rounds).values()
-    _, spread = summarise(values)
-    figure = Figure(
-        "machine.matmul_peak",
-        max(values),
-        "GFLOP/s",
-        "peak",
-        command=f"{BENCH} --only peak",
-        spread=spread,
-        note=f"fp32 tf.matmul {n}x{n}, best of {rounds} rounds (the utilisation denominator)",
+        def one_round() -> float:
+            start = time.perf_counter()
+            for _ in range(calls):
+                product().numpy()
+            return 2 * n**3 * calls / (time.perf_counter() - start) / 1e9
+
+        return one_round
+
+    rounds_of = timed_rounds(
+        {"float32": measure(tf.float32), "mixed_bfloat16": measure(tf.bfloat16)}, rounds
     )
-    return max(values), [figure]
+    hardware = native_bf16() or "no native bf16 on this CPU: emulated"
+    peaks, figures = {}, []
+    for precision, values in rounds_of.items():
+        peaks[precision] = max(values)
+        kind = "fp32" if precision == "float32" else f"bf16 ({hardware})"
+        figures.append(
+            Figure(
+                PEAKS[precision],
+                max(values),
+                "GFLOP/s",
+                "peak",
+                command=f"{BENCH} --only peak",
+                spread=summarise(values)[1],
+                note=f"{kind} tf.matmul {n}x{n}, best of {rounds} rounds (the utilisation "
+                f"denominator of {precision} runs)",
+            )
+        )
+    return peaks, figures
 
 
 def in_memory(batches: tf.data.Dataset) -> Any:
@@ -98,16 +118,22 @@ def bench_config(family: Family, quick: bool, root: Path | None = None) -> RunCo
 
 
 def _compiled(
-    task: TrainingTask, config: RunConfig, spec: Any, steps: int, jit: bool
+    task: TrainingTask, config: RunConfig, spec: Any, steps: int, settings: Settings
 ) -> keras.Model:
+    """The family's model compiled as a run with `settings` trains it."""
     keras.utils.set_random_seed(config.train.seed)
-    model = task.build_model(config, spec)
+    with dtype_policy(settings.precision):
+        model = task.build_model(config, spec)
     model.compile(
         optimizer=make_optimizer(config.train, steps),
-        jit_compile=jit,
+        jit_compile=settings.jit_compile,
         **task.compile_args(config),
     )
     return model
+
+
+# What the documents' code trains with: Keras' defaults.
+PLAIN = Settings("float32", False, "the documents' way")
 
 
 class _StepClock(keras.callbacks.Callback):
@@ -124,9 +150,40 @@ class _StepClock(keras.callbacks.Callback):
         return (self.last - self.first) / self.steps
 
 
-def training_throughput(family: Family, quick: bool, rounds: int, peak: float) -> list[Figure]:
-    """Our trainer's input pipeline and compile settings against the documents' way: the same
-    model and data as NumPy arrays straight into `model.fit`, no cache or prefetch, no XLA."""
+@dataclass
+class _Training:
+    """A family's default run as the train suites time it."""
+
+    config: RunConfig
+    task: TrainingTask
+    spec: Any
+    steps: int
+    batch: int
+    pipeline: tf.data.Dataset  # our trainer's input pipeline
+    inputs: Any  # the same examples as NumPy arrays, as the documents hold them
+    targets: Any
+
+    def model(self, settings: Settings) -> keras.Model:
+        return _compiled(self.task, self.config, self.spec, self.steps, settings)
+
+    def fit(self, model: keras.Model, *, ours: bool) -> Callable[[], float]:
+        """A round of `steps` steps → examples/s, through our pipeline or NumPy into fit."""
+        if ours:  # the pipeline shuffles by (seed, epoch)
+            data, kw = (self.pipeline,), {"shuffle": False}
+        else:
+            data, kw = (self.inputs, self.targets), {"batch_size": self.batch, "shuffle": True}
+
+        def one_round() -> float:
+            clock = _StepClock()
+            model.fit(
+                *data, epochs=1, steps_per_epoch=self.steps, callbacks=[clock], verbose=0, **kw
+            )
+            return self.batch / clock.per_step()
+
+        return one_round
+
+
+def _training(family: Family, quick: bool) -> _Training:
     config = bench_config(family, quick)
     task = task_for(config.family)
     steps = 5 if quick else family.train_steps
@@ -142,24 +199,77 @@ def training_throughput(family: Family, quick: bool, rounds: int, peak: float) -
     )
     # The same examples as the model takes them (decoded, scaled), held in memory.
     inputs, targets = in_memory(batcher(examples))
-    ours = _compiled(task, config, spec, steps, config.train.jit_compile)
-    reference = _compiled(task, config, spec, steps, False)
+    return _Training(config, task, spec, steps, batch, pipeline, inputs, targets)
 
-    def fit(model: keras.Model, *data: Any, **kw: Any) -> Callable[[], float]:
-        def one_round() -> float:
-            clock = _StepClock()
-            model.fit(*data, epochs=1, steps_per_epoch=steps, callbacks=[clock], verbose=0, **kw)
-            return batch / clock.per_step()
 
-        return one_round
-
-    runs = {
-        "ours": fit(ours, pipeline, shuffle=False),  # the pipeline shuffles by (seed, epoch)
-        "reference": fit(reference, inputs, targets, batch_size=batch, shuffle=True),
-    }
+def _timed(runs: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
     for run in runs.values():  # compile and warm up
         run()
-    speeds = timed_rounds(runs, rounds)
+    return timed_rounds(runs, rounds)
+
+
+def _label(precision: str, jit: bool) -> str:
+    return f"{precision}, XLA {'on' if jit else 'off'}"
+
+
+def settings_speedups(family: Family, quick: bool, rounds: int) -> list[Figure]:
+    """Our pipeline under each precision with XLA off and on, in alternating rounds: what a
+    family's `mixed_precision_pays` and `jit_pays` (the `auto` settings) are set from."""
+    run = _training(family, quick)
+    choices = [Settings(p, jit, "") for p in ("float32", "mixed_bfloat16") for jit in (False, True)]
+    speeds = _timed(
+        {_label(s.precision, s.jit_compile): run.fit(run.model(s), ours=True) for s in choices},
+        rounds,
+    )
+
+    def ratio(a: str, b: str) -> tuple[float, list[float]]:
+        return summarise([x / y for x, y in zip(speeds[a], speeds[b], strict=True)])
+
+    auto = settings_for(run.config.train, run.task)
+    best = max(speeds, key=lambda name: summarise(speeds[name])[0])
+    hardware = native_bf16() or "no native bf16: emulated"
+    what = f"{run.config.family} `{run.config.preset}`, batch {run.batch}, our pipeline"
+    f32, f32_xla = _label("float32", False), _label("float32", True)
+    bf16, bf16_xla = _label("mixed_bfloat16", False), _label("mixed_bfloat16", True)
+    chosen = _label(auto.precision, auto.jit_compile)
+    rows = [
+        ("bf16_speedup", bf16, f32, f"mixed_bfloat16 ({hardware}) over float32, XLA off"),
+        ("xla_speedup_float32", f32_xla, f32, "XLA on over off, float32"),
+        ("xla_speedup_bf16", bf16_xla, bf16, "XLA on over off, mixed_bfloat16"),
+        ("auto_of_best", chosen, best, f"what auto chooses ({chosen}) over the fastest ({best})"),
+    ]
+    figures = []
+    for name, a, b, note in rows:
+        value, spread = ratio(a, b)
+        figures.append(
+            Figure(
+                f"settings.{family.key}.{name}",
+                value,
+                "x",
+                "settings",
+                target=">= 0.95" if name == "auto_of_best" else None,
+                command=f"{BENCH} --only settings",
+                spread=spread,
+                note=f"{what}: {note}",
+                family=family.key,
+            )
+        )
+    return figures
+
+
+def training_throughput(
+    family: Family, quick: bool, rounds: int, peaks: dict[str, float]
+) -> list[Figure]:
+    """Our trainer's input pipeline and `auto` settings against the documents' way: the same
+    model and data as NumPy arrays straight into `model.fit`, float32, no XLA."""
+    run = _training(family, quick)
+    config, spec, batch, inputs = run.config, run.spec, run.batch, run.inputs
+    settings = settings_for(config.train, run.task)
+    ours = run.model(settings)
+    speeds = _timed(
+        {"ours": run.fit(ours, ours=True), "reference": run.fit(run.model(PLAIN), ours=False)},
+        rounds,
+    )
     count = family.forward_flops or forward_flops
     train_flops = 3 * count(config, ours, inputs, spec)  # backward ~ 2x forward
     ratio, ratio_spread = summarise(
@@ -167,6 +277,7 @@ def training_throughput(family: Family, quick: bool, rounds: int, peak: float) -
     )
     ours_speed, ours_spread = summarise(speeds["ours"])
     reference_speed, reference_spread = summarise(speeds["reference"])
+    peak = peaks[settings.precision]
     mfu, mfu_spread = summarise([train_flops * s / (peak * 1e9) for s in speeds["ours"]])
     command = f"{BENCH} --only train"
     key, what = family.key, f"{config.family} `{config.preset}`, batch {batch}"
@@ -189,7 +300,8 @@ def training_throughput(family: Family, quick: bool, rounds: int, peak: float) -
             "train",
             command=command,
             spread=ours_spread,
-            note=f"{what}, our pipeline (jit_compile={config.train.jit_compile})",
+            note=f"{what}, our pipeline ({settings.precision}, XLA "
+            f"{'on' if settings.jit_compile else 'off'})",
             family=key,
         ),
         Figure(
@@ -211,7 +323,7 @@ def training_throughput(family: Family, quick: bool, rounds: int, peak: float) -
             command=command,
             spread=mfu_spread,
             note=f"{train_flops / 1e6:,.1f} MFLOP per training example (3x the profiled "
-            "forward pass) x our examples/s / the matmul peak",
+            f"forward pass) x our examples/s / the {settings.precision} matmul peak",
             family=key,
         ),
     ]

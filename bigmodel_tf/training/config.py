@@ -20,6 +20,7 @@ import yaml
 from bigmodel_tf.config import option
 from bigmodel_tf.data.own import DataOptions
 from bigmodel_tf.errors import UserError
+from bigmodel_tf.training.precision import JIT_CHOICES, PRECISIONS
 
 # tf.distribute strategies (training/strategy.py says what each one is).
 STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")
@@ -62,9 +63,13 @@ class TrainConfig:
     # killed run redoes at most this many steps; each backup writes the weights and optimizer
     # state (13 MB for the default CNN) and keeps the previous one.
     backup_steps: int = option(100, min=0)
-    # XLA's effect depends on the model (measured: it slows the CNN ~2x and the default GRU ~20%,
-    # speeds up tiny GRUs ~1.5x), so each family sets its own.
-    jit_compile: bool = option(False)
+    # Compute precision: mixed_bfloat16 computes in bf16 with float32 variables, logits and
+    # losses. auto: mixed_bfloat16 where the hardware has native bf16 and it speeds the family
+    # up, else float32 (training/precision.py says why; the run's settings.json what it chose).
+    precision: str = option("auto", choices=PRECISIONS)
+    # XLA's effect depends on the model and the precision (it can slow a CNN ~2x and speed up a
+    # small GRU ~1.5x): auto takes what was measured for the family (TrainingTask.jit_pays).
+    jit_compile: str = option("auto", choices=JIT_CHOICES)
     # The validation metric that picks the best checkpoint ("": the family's, usually the
     # loss). Accuracy where a model grows confident: its validation loss turns up while its
     # accuracy still improves.

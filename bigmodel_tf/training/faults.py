@@ -31,16 +31,23 @@ import tensorflow as tf
 
 from bigmodel_tf.data import DataOptions, builder
 from bigmodel_tf.errors import Interrupted, UserError
+from bigmodel_tf.training import precision
 
 
 def load_keras(path: Path, remedy: str) -> keras.Model:
     """`keras.saving.load_model(path, safe_mode=True, compile=False)`, or a `UserError` naming
-    `path` and `remedy` when the file is missing, truncated or not a Keras file."""
+    `path` and `remedy` when the file is missing, truncated or not a Keras file.
+
+    A model trained in mixed precision comes back computing in float32 (`precision.
+    float32_copy`): what loads a checkpoint evaluates, exports or fine-tunes it."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path} does not exist; {remedy}")
     try:
-        return keras.saving.load_model(path, safe_mode=True, compile=False)
+        if not precision.is_mixed(path):
+            return keras.saving.load_model(path, safe_mode=True, compile=False)
+        with precision.float32_copy(path) as copy:
+            return keras.saving.load_model(copy, safe_mode=True, compile=False)
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
         # Keras reports a truncated archive as "File not found" about a file that exists.
         reason = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__

@@ -3,6 +3,7 @@
 A run directory `runs/<family>/<name>/` holds:
 
     config.json            the resolved RunConfig (re-running with the same config resumes)
+    settings.json          the precision and XLA setting the run trained with, and why
     logs/                  TensorBoard (train/ and validation/ scalars; samples/ text; report/
                            the report's pictures; the config and test metrics as HParams)
     backup/                BackupAndRestore state while training; removed when training ends
@@ -84,9 +85,18 @@ def config_from_dict(raw: dict[str, Any]) -> RunConfig:
         raw["dataset"],
         raw["preset"],
         model,
-        TrainConfig(**raw["train"]),
+        TrainConfig(**_train_section(raw["train"])),
         DataOptions(**raw.get("data", {})),
     )
+
+
+def _train_section(raw: dict[str, Any]) -> dict[str, Any]:
+    """A `config.json`'s train section as `TrainConfig` takes it. Runs from before the precision
+    settings trained in float32 and spelled `jit_compile` as a boolean."""
+    raw = {"precision": "float32", **raw}
+    if isinstance(raw.get("jit_compile"), bool):
+        raw["jit_compile"] = str(raw["jit_compile"]).lower()
+    return raw
 
 
 def default_run_dir(config: RunConfig) -> Path:
@@ -96,6 +106,10 @@ def default_run_dir(config: RunConfig) -> Path:
         # Runs that read no own data (or read it the default way) keep the directory they had
         # before the data options existed.
         del described["data"]
+    for key in ("precision", "jit_compile"):
+        # `auto` is a choice made per machine: a run keeps one directory wherever it trains.
+        if described["train"][key] == "auto":
+            del described["train"][key]
     digest = hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:8]
     dataset = config.dataset.replace(":", "_").replace("/", "_")
     return Path("runs") / config.family / f"{dataset}-{config.preset}-{digest}"

@@ -39,6 +39,11 @@ class TrainingTask(abc.ABC):
     monitor_mode: str = "min"
     # Whether the model outputs class probabilities, what `training.distill.Distiller` takes.
     distillable: bool = False
+    # What `train.precision=auto` and `train.jit_compile=auto` choose for this family, from
+    # `scripts/bench.py --only settings`: whether mixed_bfloat16 trains it faster where the
+    # hardware has native bf16, and whether XLA does, per precision (absent: off).
+    mixed_precision_pays: bool = False
+    jit_pays: dict[str, bool] = {}
 
     @abc.abstractmethod
     def prepare(self, config: RunConfig, run_dir: Path) -> Any:

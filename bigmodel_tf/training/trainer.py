@@ -37,6 +37,7 @@ from bigmodel_tf.training.faults import (
     reading_data,
     save_model,
 )
+from bigmodel_tf.training.precision import dtype_policy, settings_for
 from bigmodel_tf.training.resume import StepBackup, StepSeeds, restore_agreed
 from bigmodel_tf.training.runs import (
     check_run_dir,
@@ -280,8 +281,12 @@ def _train(
             return batcher(examples).map(augment, num_parallel_calls=tf.data.AUTOTUNE)
 
     write_json(out_dir / "config.json", config.to_dict())
+    settings = settings_for(train_cfg, task)
+    write_json(out_dir / "settings.json", settings.to_dict())
+    if verbose and is_chief(strategy):
+        print(f"Settings: {settings.why}", file=sys.stderr)
 
-    with strategy.scope():
+    with strategy.scope(), dtype_policy(settings.precision):
         model = task.build_model(config, spec)
         if teacher_dir:
             teacher_config = load_run(teacher_dir)
@@ -294,7 +299,7 @@ def _train(
             )
         model.compile(
             optimizer=make_optimizer(train_cfg, steps_per_epoch),
-            jit_compile=train_cfg.jit_compile,
+            jit_compile=settings.jit_compile,
             **task.compile_args(config),
         )
 

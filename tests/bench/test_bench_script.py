@@ -14,8 +14,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 FAMILIES = ("cnn", "gru_lm", "seq2seq", "transformer", "transformer_lm")
 # The figure names that carry the benchmark targets.
+MACHINE = {"machine.matmul_peak", "machine.matmul_peak_bf16"}
 REQUIRED = {
-    "machine.matmul_peak",
+    *MACHINE,
     "cnn.mnist5k.test_accuracy",
     "gru_lm.shakespeare.test_loss_nats",
     "gru_lm.generate_speedup",
@@ -46,9 +47,7 @@ def bench(*args: str) -> subprocess.CompletedProcess:
 def required(families: tuple[str, ...]) -> set[str]:
     """The required names of `families` (the machine's peak belongs to none)."""
     return {
-        name
-        for name in REQUIRED
-        if name == "machine.matmul_peak" or any(f in name.split(".") for f in families)
+        name for name in REQUIRED if name in MACHINE or any(f in name.split(".") for f in families)
     }
 
 
@@ -92,7 +91,7 @@ def test_quick_run_writes_every_figure_and_leaves_the_results_page_alone(tmp_pat
     [
         (
             ("--only", "speed"),
-            "--only 'speed': choose from peak, train, generation, inference, quality",
+            "--only 'speed': choose from peak, settings, train, generation, inference, quality",
         ),
         (
             ("--family", "rnn"),

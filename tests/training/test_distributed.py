@@ -114,6 +114,7 @@ def test_two_workers_agree_and_match_one_process(two_workers, single_process):
     # Only the chief wrote the run directory; nothing else is left behind.
     assert {p.name for p in run_dir.iterdir()} == {
         "config.json",
+        "settings.json",
         "checkpoints",
         "history.csv",
         "image_spec.json",

@@ -63,7 +63,7 @@ ENTRIES = (
             "model.intermediate_dim": 32,
             "model.sequence_length": 32,
             # Compiling a toy model with XLA costs more than its 10 steps save.
-            "train.jit_compile": False,
+            "train.jit_compile": "false",
             **QUICK,
         },
         export_unit="nats/char",
