@@ -29,7 +29,9 @@ def main(argv: list[str] | None = None) -> int:
         "--only",
         default="peak,train,generation,inference,quality",
         help="comma-separated suites: peak, settings (float32/bf16 x XLA off/on: what auto "
-        "chooses from), train, generation, inference, quality (default: all but settings)",
+        "chooses from), train, time_to_accuracy (default runs to a test target under auto and "
+        "float32), generation, inference, quality (default: all but settings and "
+        "time_to_accuracy)",
     )
     parser.add_argument(
         "--family",

@@ -54,6 +54,8 @@ TINY_TRANSFORMER = {
     "model.intermediate_dim": 64,
     "train.learning_rate": 0.005,
     "train.warmup_epochs": 0.0,
+    # Compiling with XLA costs more than a tiny model's few steps would save.
+    "train.jit_compile": "false",
 }
 
 # A two-block, 64-wide decoder over 64-character windows, compiled with XLA: 400 steps reach
@@ -85,6 +87,7 @@ TINY_SEQ2SEQ = {
     "train.max_steps_per_epoch": 300,
     "train.learning_rate": 0.01,
     "train.warmup_epochs": 0.0,
+    "train.jit_compile": "false",  # as for TINY_TRANSFORMER
 }
 
 

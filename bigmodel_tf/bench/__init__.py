@@ -73,6 +73,7 @@ def run(
             before a long suite starts. Defaults to nothing.
     """
     from bigmodel_tf.bench import suites as benchmarks  # imports TensorFlow
+    from bigmodel_tf.bench.time_to_accuracy import time_to_accuracy
 
     rounds = rounds or (2 if quick else 5)
     chosen = [f for f in benchmarks.FAMILIES if families is None or f.label in families]
@@ -93,6 +94,10 @@ def run(
                 if suite == "settings" and family.train_suite:
                     log(f"[settings] {family.label}: float32/bf16 x XLA off/on, {rounds} rounds")
                     figures += benchmarks.settings_speedups(family, quick, rounds)
+                elif suite == "time_to_accuracy" and family.time_to_accuracy:
+                    log(f"[time_to_accuracy] {family.label}: auto and float32 runs to the target")
+                    config = benchmarks.bench_config(family, quick)
+                    figures += time_to_accuracy(family, config, quick)
                 elif suite == "train" and family.train_suite:
                     log(f"[train] {family.label}: ours against NumPy-into-fit, {rounds} rounds")
                     figures += benchmarks.training_throughput(family, quick, rounds, peaks)

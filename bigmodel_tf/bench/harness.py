@@ -43,6 +43,24 @@ class Quality:
 
 
 @dataclass(frozen=True)
+class Target:
+    """A family's time-to-accuracy target (`bench/time_to_accuracy.py`).
+
+    Args:
+        metric: str. The `model.evaluate` key (`accuracy`, `loss`).
+        target: str. The bound, e.g. `">= 0.985"`.
+        checks_per_epoch: int. Test evaluations per epoch (more: a finer time, a longer run).
+            Defaults to 1.
+        unit: str. The metric's unit. Defaults to none.
+    """
+
+    metric: str
+    target: str
+    checks_per_epoch: int = 1
+    unit: str = ""
+
+
+@dataclass(frozen=True)
 class Family:
     """How one model family is benchmarked.
 
@@ -61,6 +79,8 @@ class Family:
         train_suite: bool. Whether the train suite times it. Defaults to `True`.
         generation: callable. `(entry, run_dir, quick, rounds)` → the family's decoding speed
             figures. Defaults to none (a classifier has none).
+        time_to_accuracy: Target. What the time-to-accuracy suite times the default run to.
+            Defaults to none (not timed).
         forward_flops: callable. `(config, model, inputs, spec)` → forward FLOPs of one
             training example. Defaults to `forward_flops`: one call of the model on one example
             of the batch's shape.
@@ -78,6 +98,7 @@ class Family:
     teacher: str | None = None
     train_suite: bool = True
     generation: Callable[[Family, Path, bool, int], list[Figure]] | None = None
+    time_to_accuracy: Target | None = None
     forward_flops: Callable[[Any, keras.Model, Any, Any], float] | None = None
 
     @property

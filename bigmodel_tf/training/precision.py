@@ -68,10 +68,18 @@ class Settings:
 
 
 def resolve(
-    precision: str, jit_compile: str, *, family: str, mixed_pays: bool, jit_pays: dict[str, bool]
+    precision: str,
+    jit_compile: str,
+    *,
+    family: str,
+    mixed_pays: bool,
+    jit_pays: dict[str, bool],
+    distilling: bool = False,
 ) -> Settings:
     """The settings of `train.precision` and `train.jit_compile` (`auto` or explicit) for a
-    family whose measured preferences are `mixed_pays` and `jit_pays` (precision → XLA on)."""
+    family whose measured preferences are `mixed_pays` and `jit_pays` (precision → XLA on).
+    `auto` leaves XLA off while `distilling`: a teacher may read the student's batches through
+    string ops (a re-tokeniser), which XLA cannot compile."""
     reasons = []
     if precision == "auto":
         hardware = native_bf16()
@@ -86,7 +94,10 @@ def resolve(
             reasons.append(f"mixed_bfloat16: {hardware} here")
     else:
         reasons.append(f"{precision}: set")
-    if jit_compile == "auto":
+    if jit_compile == "auto" and distilling:
+        jit = False
+        reasons.append("XLA off: distilling (the teacher's inputs may need ops XLA lacks)")
+    elif jit_compile == "auto":
         jit = jit_pays.get(precision, False)
         reasons.append(
             f"XLA {'on' if jit else 'off'}: measured {'faster' if jit else 'no faster'}"
@@ -106,6 +117,7 @@ def settings_for(train: Any, task: Any) -> Settings:
         family=task.family,
         mixed_pays=task.mixed_precision_pays,
         jit_pays=task.jit_pays,
+        distilling=bool(train.distill_from),
     )
 
 

@@ -9,6 +9,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,7 @@ def train(
     *,
     overwrite: bool = False,
     verbose: int | str = "auto",
+    callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> dict[str, Any]:
     """Trains, checkpoints, evaluates on the test split and writes `metrics.json`.
 
@@ -122,6 +124,7 @@ def train(
         run_dir: path. Defaults to `default_run_dir(config)`.
         overwrite: bool. Delete whatever `run_dir` holds first. Defaults to `False`.
         verbose: Keras' `fit` verbosity (`"auto"`, 0, 1 or 2). Defaults to `"auto"`.
+        callbacks: Keras callbacks of your own, called after the run's. Defaults to none.
 
     Returns:
         The contents of `metrics.json`, plus `run_dir`.
@@ -151,14 +154,16 @@ def train(
     if chief:
         # One writer per run directory; taken after the checks above, which only read.
         with RunLock(run_dir):
-            return _train(config, task, strategy, run_dir, run_dir, run_dir / "backup", verbose)
+            return _train(
+                config, task, strategy, run_dir, run_dir, run_dir / "backup", verbose, callbacks
+            )
     role = task_name(strategy).replace(" ", "-")
     backup_dir = run_dir / f"backup-{role}"
     if overwrite:  # the chief removed it with the run directory, unless storage is not shared
         shutil.rmtree(backup_dir, ignore_errors=True)
     scratch = Path(tempfile.mkdtemp(prefix=f"bigmodel-tf-{role}-"))
     try:
-        return _train(config, task, strategy, run_dir, scratch, backup_dir, verbose)
+        return _train(config, task, strategy, run_dir, scratch, backup_dir, verbose, callbacks)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -266,6 +271,7 @@ def _train(
     out_dir: Path,
     backup_dir: Path,
     verbose: int | str,
+    own_callbacks: Sequence[keras.callbacks.Callback],
 ) -> dict[str, Any]:
     """`train` on one worker, writing what the run directory holds to `out_dir` (`run_dir` on
     the chief) and its backups to `backup_dir`."""
@@ -331,6 +337,7 @@ def _train(
         keras.callbacks.CSVLogger(str(out_dir / "history.csv"), append=True),
         keras.callbacks.TensorBoard(str(out_dir / "logs")),
         *task.callbacks(config, spec, out_dir),
+        *own_callbacks,
         # After the others, so that an epoch counts as done only once its history row and
         # checkpoint exist; a kill in between redoes the epoch's last steps, and _history_until
         # drops its row.

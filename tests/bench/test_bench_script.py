@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from bigmodel_tf.bench.results import SUITES
+
 ROOT = Path(__file__).resolve().parents[2]
 FAMILIES = ("cnn", "gru_lm", "seq2seq", "transformer", "transformer_lm")
 # The figure names that carry the benchmark targets.
@@ -27,6 +29,16 @@ REQUIRED = {
     "transformer_lm.shakespeare.test_loss_nats",
     "transformer_lm.kv_cache_speedup",
     *(f"train.{family}.{what}" for family in FAMILIES for what in ("throughput_ratio", "mfu")),
+    *(
+        f"settings.{family}.{what}"
+        for family in FAMILIES
+        for what in ("bf16_speedup", "auto_of_best")
+    ),
+    *(
+        f"time_to_accuracy.{family}.{what}"
+        for family in ("cnn", "gru_lm")
+        for what in ("auto_minutes", "float32_minutes", "speedup")
+    ),
     *(
         f"export.{family}.{what}"
         for family in FAMILIES
@@ -64,7 +76,7 @@ def test_quick_run_writes_every_figure_and_leaves_the_results_page_alone(tmp_pat
     page = (ROOT / "docs" / "results.md").read_text()
     out = tmp_path / "results.json"
     names = ",".join(family.replace("_", "-") for family in families)
-    result = bench("--quick", "--out", str(out), "--family", names)
+    result = bench("--quick", "--out", str(out), "--family", names, "--only", ",".join(SUITES))
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads(out.read_text())
     assert results["quick"] is True and results["date"]
@@ -78,6 +90,9 @@ def test_quick_run_writes_every_figure_and_leaves_the_results_page_alone(tmp_pat
     assert figures["train.cnn.throughput_ratio"]["value"] > 0
     assert 0 < figures["train.cnn.mfu"]["value"] < 1
     assert 0 <= figures["cnn.mnist5k.test_accuracy"]["value"] <= 1
+    assert figures["time_to_accuracy.cnn.auto_minutes"]["value"] > 0
+    assert 0 <= figures["time_to_accuracy.cnn.float32_test_accuracy"]["value"] <= 1
+    assert all(figure["cpu"] for figure in figures.values())
     # A classifier is also timed through `model.predict`; a language model is not (its
     # deployed form is a loop of stateful steps).
     assert figures["inference.cnn.keras_predict.throughput"]["value"] > 0
@@ -91,7 +106,8 @@ def test_quick_run_writes_every_figure_and_leaves_the_results_page_alone(tmp_pat
     [
         (
             ("--only", "speed"),
-            "--only 'speed': choose from peak, settings, train, generation, inference, quality",
+            "--only 'speed': choose from peak, settings, train, time_to_accuracy, generation, "
+            "inference, quality",
         ),
         (
             ("--family", "rnn"),

@@ -25,14 +25,9 @@ def cpu_with(monkeypatch):
     return pretend
 
 
-def resolve(jit_pays=None, mixed_pays=True, **kw):
-    kw = {"precision": "auto", "jit_compile": "auto", **kw}
+def resolve(jit_pays=None, mixed_pays=True, precision_="auto", jit_compile="auto", **kw):
     return precision.resolve(
-        kw["precision"],
-        kw["jit_compile"],
-        family="cnn",
-        mixed_pays=mixed_pays,
-        jit_pays=jit_pays or {},
+        precision_, jit_compile, family="cnn", mixed_pays=mixed_pays, jit_pays=jit_pays or {}, **kw
     )
 
 
@@ -46,7 +41,7 @@ def test_auto_takes_bf16_only_where_the_cpu_computes_it_and_it_pays(cpu_with):
     assert chosen.why.startswith("mixed_bfloat16: AMX-BF16, AVX512-BF16 here")
     slower = resolve(mixed_pays=False)
     assert slower.precision == "float32" and "does not speed up cnn" in slower.why
-    assert resolve(precision="float32").precision == "float32"
+    assert resolve(precision_="float32").precision == "float32"
 
 
 def test_auto_xla_follows_the_measurement_of_the_precision_chosen(cpu_with):
@@ -56,6 +51,8 @@ def test_auto_xla_follows_the_measurement_of_the_precision_chosen(cpu_with):
     assert resolve(pays, mixed_pays=False).jit_compile is True
     assert resolve(pays, jit_compile="false", mixed_pays=False).jit_compile is False
     assert resolve(jit_compile="true").jit_compile is True
+    distilling = resolve(pays, mixed_pays=False, distilling=True)
+    assert distilling.jit_compile is False and "distilling" in distilling.why
 
 
 def test_the_environment_can_deny_native_bf16(monkeypatch):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from bigmodel_tf.bench.harness import QUICK, Family, Quality, graph_flops
+from bigmodel_tf.bench.harness import QUICK, Family, Quality, Target, graph_flops
 from bigmodel_tf.families.language_model.bench import LOSS, generation_speed
 
 
@@ -33,5 +33,7 @@ ENTRIES = (
         export_unit="nats/char",
         generation=generation_speed("generate_speedup", ">= 20", (1000,)),
         forward_flops=forward_flops,
+        # Four checks an epoch: the default run has two (~7 min each).
+        time_to_accuracy=Target("loss", "<= 1.60", checks_per_epoch=4, unit="nats/char"),
     ),
 )

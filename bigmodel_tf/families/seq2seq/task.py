@@ -61,6 +61,10 @@ class Seq2SeqTask(TrainingTask):
         "warmup_epochs": 0.5,
         "global_clipnorm": 5.0,
     }
+    # XLA fuses each recurrent step's small ops; bf16 saves little on matmuls this small, and
+    # under XLA (Eigen's bf16 dots, not oneDNN's) it loses.
+    mixed_precision_pays = False
+    jit_pays = {"float32": True}
 
     def prepare(self, config: RunConfig, run_dir: Path) -> Seq2SeqSpec:
         model = config.model

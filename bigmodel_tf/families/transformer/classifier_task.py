@@ -62,6 +62,9 @@ class TransformerClassifierTask(TrainingTask):
         "weight_decay": 0.01,
         "warmup_epochs": 1.0,
     }
+    # XLA fuses the small ops around the attention's matmuls; bf16 gains nothing at this width.
+    mixed_precision_pays = False
+    jit_pays = {"float32": True}
 
     def prepare(self, config: RunConfig, run_dir: Path) -> SubwordSpec:
         check_heads(config)
