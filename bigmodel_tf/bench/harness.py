@@ -1,5 +1,5 @@
 """What the benchmarks share with the families' entries: how a family is benchmarked
-(`Family`, `Quality`), alternating timed rounds and FLOP counts.
+(`Family`, `Quality`, `Peer`), alternating timed rounds and FLOP counts.
 
 Each family package's `bench` module lists its `ENTRIES` (and hooks for what only it measures,
 such as decoding speed); the suites find them through `registry.bench_entries()`.
@@ -61,6 +61,23 @@ class Target:
 
 
 @dataclass(frozen=True)
+class Peer:
+    """A family's network written plainly in PyTorch, which the peers suite trains against ours.
+
+    Args:
+        model: torch.nn.Module. The network of the run's config: our model's layers and
+            trainable weights, in PyTorch's own modules.
+        loss: callable. `(outputs, targets)` → the scalar training loss, our model's.
+        tensors: callable. `(inputs, targets)` NumPy arrays as our model takes them → the
+            tensors `model` and `loss` take (called once, before any timing).
+    """
+
+    model: Any
+    loss: Callable[[Any, Any], Any]
+    tensors: Callable[[Any, Any], tuple[Any, Any]]
+
+
+@dataclass(frozen=True)
 class Family:
     """How one model family is benchmarked.
 
@@ -84,6 +101,8 @@ class Family:
         forward_flops: callable. `(config, model, inputs, spec)` → forward FLOPs of one
             training example. Defaults to `forward_flops`: one call of the model on one example
             of the batch's shape.
+        peer: callable. `(config, spec)` → the family's `Peer`, importing PyTorch when called.
+            Defaults to none (the peers suite leaves the family out).
     """
 
     name: str
@@ -100,6 +119,7 @@ class Family:
     generation: Callable[[Family, Path, bool, int], list[Figure]] | None = None
     time_to_accuracy: Target | None = None
     forward_flops: Callable[[Any, keras.Model, Any, Any], float] | None = None
+    peer: Callable[[Any, Any], Peer] | None = None
 
     @property
     def base(self) -> str:
