@@ -1,6 +1,7 @@
 """The CNN's benchmark entry."""
 
 from bigmodel_tf.bench.harness import QUICK, Family, Quality, Target
+from bigmodel_tf.families.cnn.peer import cnn_peer
 
 ENTRIES = (
     Family(
@@ -15,5 +16,6 @@ ENTRIES = (
         },
         train_steps=40,
         time_to_accuracy=Target("accuracy", ">= 0.985"),
+        peer=cnn_peer,
     ),
 )

@@ -6,6 +6,7 @@ import keras
 import tensorflow as tf
 
 from bigmodel_tf.bench.harness import QUICK, Family, Quality, Target, graph_flops
+from bigmodel_tf.families.gru_lm.peer import gru_lm_peer
 from bigmodel_tf.families.language_model.bench import LOSS, generation_speed
 
 
@@ -35,5 +36,6 @@ ENTRIES = (
         forward_flops=forward_flops,
         # Four checks an epoch: the default run has two (~7 min each).
         time_to_accuracy=Target("loss", "<= 1.60", checks_per_epoch=4, unit="nats/char"),
+        peer=gru_lm_peer,
     ),
 )
