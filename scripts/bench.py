@@ -1,9 +1,10 @@
 #!/usr/bin/env python
-"""Measures speed, utilisation, inference, generation and quality; writes
+"""Measures speed, utilisation, a PyTorch peer, inference, generation and quality; writes
 benchmarks/results.json and regenerates the tables of docs/results.md from it.
 
     python scripts/bench.py                      # everything (trains the default runs if missing)
     python scripts/bench.py --only train,peak    # some suites; the others' figures are kept
+    python scripts/bench.py --only peers         # ours against PyTorch (pip install -e '.[peers]')
     python scripts/bench.py --family seq2seq     # one model family's figures
     python scripts/bench.py --quick              # toy sizes in a few minutes: checks the harness
 
@@ -29,8 +30,9 @@ def main(argv: list[str] | None = None) -> int:
         "--only",
         default="peak,train,generation,inference,quality",
         help="comma-separated suites: peak, settings (float32/bf16 x XLA off/on: what auto "
-        "chooses from), train, time_to_accuracy (default runs to a test target under auto and "
-        "float32), generation, inference, quality (default: all but settings and "
+        "chooses from), train, peers (ours against the same networks in PyTorch; needs "
+        "pip install -e '.[peers]'), time_to_accuracy (default runs to a test target under auto "
+        "and float32), generation, inference, quality (default: all but settings, peers and "
         "time_to_accuracy)",
     )
     parser.add_argument(

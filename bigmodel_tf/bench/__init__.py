@@ -1,4 +1,5 @@
-"""Benchmarks: speed, utilisation, inference, generation and quality, measured side by side.
+"""Benchmarks: speed, utilisation, a PyTorch peer, inference, generation and quality, measured
+side by side.
 
 >>> from bigmodel_tf import bench
 >>> figures = bench.run(["train"], quick=True)       # toy sizes, a few seconds
@@ -61,7 +62,9 @@ def run(
     `generation`, `inference` and `quality` measure each family's default training run
     (`runs/<family>/<dataset>-default-<hash>/`), training it first if it has not finished: the
     GRU LM's takes ~30 minutes. `quick` trains toy models for a few steps in a temporary
-    folder instead and times fewer rounds, to check the harness, not to be quoted.
+    folder instead and times fewer rounds, to check the harness, not to be quoted. `peers`
+    needs PyTorch (the `peers` extra): without it, one logged line says so and it measures
+    nothing.
 
     Args:
         suites: sequence of str. From `SUITES`.
@@ -90,7 +93,7 @@ def run(
             peaks, peak_figures = benchmarks.matmul_peak(quick, rounds)
             figures += peak_figures if "peak" in suites else []
         for suite in suites:
-            for family in chosen:
+            for family in _peered(chosen, log) if suite == "peers" else chosen:
                 if suite == "settings" and family.train_suite:
                     log(f"[settings] {family.label}: float32/bf16 x XLA off/on, {rounds} rounds")
                     figures += benchmarks.settings_speedups(family, quick, rounds)
@@ -101,6 +104,9 @@ def run(
                 elif suite == "train" and family.train_suite:
                     log(f"[train] {family.label}: ours against NumPy-into-fit, {rounds} rounds")
                     figures += benchmarks.training_throughput(family, quick, rounds, peaks)
+                elif suite == "peers":
+                    log(f"[peers] {family.label}: ours against PyTorch, {rounds} rounds")
+                    figures += benchmarks.peer_throughput(family, quick, rounds)
                 elif suite == "generation":
                     log(f"[generation] {family.label}: decoding speed, if it generates")
                     figures += benchmarks.generation(family, runs[family.label], quick, rounds)
@@ -111,6 +117,19 @@ def run(
                     figures += benchmarks.quality(family, runs[family.label])
             on_suite(figures)
     return figures
+
+
+def _peered(families: Sequence, log: Callable[[str], None]) -> list:
+    """The families with a PyTorch peer, or none (said in one line) without PyTorch."""
+    from bigmodel_tf.bench import peers
+
+    if peers.torch_version() is None:
+        log(f"[peers] PyTorch is not installed ({peers.INSTALL}); no figures recorded")
+        return []
+    chosen = [family for family in families if family.peer]
+    if not chosen:
+        log("[peers] none of the chosen families has a PyTorch peer; no figures recorded")
+    return chosen
 
 
 __all__ = [

@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from bigmodel_tf import registry
+from bigmodel_tf.bench import peers
 from bigmodel_tf.bench.harness import BENCH, Family, forward_flops, timed_rounds
 from bigmodel_tf.bench.results import Figure, summarise
 from bigmodel_tf.data.pipeline import training_epochs
@@ -324,6 +325,72 @@ def training_throughput(
             spread=mfu_spread,
             note=f"{train_flops / 1e6:,.1f} MFLOP per training example (3x the profiled "
             f"forward pass) x our examples/s / the {settings.precision} matmul peak",
+            family=key,
+        ),
+    ]
+
+
+def peer_throughput(family: Family, quick: bool, rounds: int) -> list[Figure]:
+    """Our trainer (its pipeline and `auto` settings) against the family's network written
+    plainly in PyTorch (`Family.peer`, trained by `peers.PeerTrainer`): the same architecture
+    and weight count, examples, batch, steps, optimizer and schedule, timed in alternating
+    rounds. PyTorch must be installed."""
+    run = _training(family, quick)
+    config, batch, steps = run.config, run.batch, run.steps
+    settings = settings_for(config.train, run.task)
+    ours = run.model(settings)
+    peer = family.peer(config, run.spec)
+    weights = sum(int(np.prod(weight.shape)) for weight in ours.trainable_weights)
+    if peers.weight_count(peer.model) != weights:
+        raise RuntimeError(
+            f"{family.label}'s PyTorch peer has {peers.weight_count(peer.model):,} trainable "
+            f"weights, ours {weights:,}: not the same network"
+        )
+    theirs = peers.PeerTrainer(peer, config.train, run.inputs, run.targets, batch, steps)
+    speeds = _timed({"ours": run.fit(ours, ours=True), "torch": theirs.train_round}, rounds)
+    ratio, ratio_spread = summarise(
+        [o / t for o, t in zip(speeds["ours"], speeds["torch"], strict=True)]
+    )
+    ours_speed, ours_spread = summarise(speeds["ours"])
+    torch_speed, torch_spread = summarise(speeds["torch"])
+    torch = f"PyTorch {peers.torch_version()}, float32, {peers.threads()} threads, eager"
+    command, key = f"{BENCH} --only peers", family.key
+    what = (
+        f"{config.family} `{config.preset}` ({weights:,} weights), batch {batch}, {steps} steps "
+        "a round"
+    )
+    return [
+        Figure(
+            f"peers.{key}.ratio",
+            ratio,
+            "x",
+            "peers",
+            target=">= 1.2",
+            command=command,
+            spread=ratio_spread,
+            note=f"{what}: our examples/s over PyTorch's ({torch}); the same network, examples, "
+            f"optimizer ({config.train.optimizer}) and learning-rate schedule",
+            family=key,
+        ),
+        Figure(
+            f"peers.{key}.examples_per_s",
+            ours_speed,
+            "examples/s",
+            "peers",
+            command=command,
+            spread=ours_spread,
+            note=f"{what}, our trainer ({settings.precision}, XLA "
+            f"{'on' if settings.jit_compile else 'off'})",
+            family=key,
+        ),
+        Figure(
+            f"peers.{key}.torch_examples_per_s",
+            torch_speed,
+            "examples/s",
+            "peers",
+            command=command,
+            spread=torch_spread,
+            note=f"{what}, {torch}: an nn.Module and a standard training loop",
             family=key,
         ),
     ]

@@ -106,8 +106,8 @@ def test_quick_run_writes_every_figure_and_leaves_the_results_page_alone(tmp_pat
     [
         (
             ("--only", "speed"),
-            "--only 'speed': choose from peak, settings, train, time_to_accuracy, generation, "
-            "inference, quality",
+            "--only 'speed': choose from peak, settings, train, peers, time_to_accuracy, "
+            "generation, inference, quality",
         ),
         (
             ("--family", "rnn"),

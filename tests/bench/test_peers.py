@@ -1,13 +1,40 @@
-"""The bench's PyTorch peers: the CNN and the GRU LM written plainly in PyTorch must be our
-networks (the same weights compute the same outputs)."""
+"""The peers suite: our trainer against the CNN and the GRU LM written plainly in PyTorch.
+
+The peers must be our networks (the same weights compute the same outputs); the suite runs on
+toy sizes, checked for form, never for speed.
+"""
+
+import sys
 
 import numpy as np
 import pytest
 
+from bigmodel_tf import bench
+from bigmodel_tf.bench.results import Figure
 from bigmodel_tf.families.cnn.model import CnnConfig, build_cnn
 from bigmodel_tf.families.cnn.peer import build_torch_cnn
 from bigmodel_tf.families.gru_lm.model import GruLanguageModel, GruLmConfig
 from bigmodel_tf.families.gru_lm.peer import build_torch_gru_lm
+from bigmodel_tf.io import read_json
+
+
+def test_without_pytorch_the_suite_says_so_in_one_line_and_keeps_earlier_figures(
+    monkeypatch, tmp_path
+):
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` raises ImportError
+    out = tmp_path / "results.json"
+    earlier = Figure("peers.cnn.ratio", 1.3, "x", "peers", target=">= 1.2", family="cnn")
+    bench.write_results(out, [earlier], quick=True)
+    lines = []
+
+    def save(figures):
+        bench.write_results(out, figures, quick=True)
+
+    assert bench.run(["peers"], quick=True, log=lines.append, on_suite=save) == []
+    assert lines == [
+        "[peers] PyTorch is not installed (pip install -e '.[peers]'); no figures recorded"
+    ]
+    assert [f["name"] for f in read_json(out)["figures"]] == ["peers.cnn.ratio"]
 
 
 def weights(module) -> int:
@@ -106,3 +133,19 @@ def test_the_gru_lm_peer_is_our_network(layers):
         tokens = np.random.default_rng(0).integers(0, 70, (3, 12))
         logits = theirs.eval()(torch.from_numpy(tokens))
     np.testing.assert_allclose(logits.numpy(), ours(tokens, training=False), atol=1e-5)
+
+
+def test_a_quick_run_times_both_peers():
+    pytest.importorskip("torch")
+    figures = bench.run(["peers"], families=["cnn", "gru-lm", "seq2seq"], quick=True, log=print)
+    by_name = {figure.name: figure for figure in figures}
+    assert set(by_name) == {
+        f"peers.{family}.{what}"
+        for family in ("cnn", "gru_lm")
+        for what in ("ratio", "examples_per_s", "torch_examples_per_s")
+    }
+    for figure in figures:
+        assert figure.value > 0 and figure.suite == "peers", figure
+        assert figure.command == "python scripts/bench.py --only peers", figure
+    assert by_name["peers.cnn.ratio"].target == ">= 1.2"
+    assert by_name["peers.gru_lm.ratio"].met is not None
