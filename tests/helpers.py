@@ -201,6 +201,25 @@ REPORT_VARIANTS = [
 # --- Small generated own-data sources (`images:`, `text:`, `csv:`, `pairs:`) -------------------
 
 
+def assert_tflite_matches_keras(
+    outputs: dict[str, np.ndarray],
+    expected: np.ndarray,
+    tolerances: dict[str, float],
+    agreement_floor: float,
+) -> None:
+    """Each variant's outputs (by quantization mode) against the Keras model's `expected`: those
+    named in `tolerances` within that largest absolute difference, the integer files (`dynamic`
+    and `int8`) picking the same argmax at least `agreement_floor` of the time."""
+    differences = {mode: float(np.abs(out - expected).max()) for mode, out in outputs.items()}
+    agreement = {
+        mode: float(np.mean(out.argmax(-1) == expected.argmax(-1))) for mode, out in outputs.items()
+    }
+    for mode, tolerance in tolerances.items():
+        assert differences[mode] < tolerance, differences
+    for mode in ("dynamic", "int8"):
+        assert agreement[mode] >= agreement_floor, agreement
+
+
 def write_images(root: Path, per_class: int = 10) -> Path:
     """Three classes of small PNG/JPEG/BMP/GIF images, of two sizes and grey and RGB, each class
     a different bright stripe (so a model can tell them apart): `root/<class>/<n>.<suffix>`."""
