@@ -213,23 +213,14 @@ def _train(
     inputs = run_inputs(config, task, strategy, out_dir)
     spec, steps_per_epoch = inputs.spec, inputs.steps_per_epoch
     write_json(out_dir / "config.json", config.to_dict())
-    settings = settings_for(train_cfg, task)
-    write_json(out_dir / "settings.json", settings.to_dict())
-    if verbose and is_chief(strategy):
-        print(f"Settings: {settings.why}", file=sys.stderr)
+    settings = _settings(config, task, strategy, out_dir, verbose)
     with strategy.scope(), dtype_policy(settings.precision):
         model = _compiled_model(config, task, spec, teacher_dir, steps_per_epoch, settings)
 
     backup = StepBackup(backup_dir, train_cfg.backup_steps, steps_per_epoch)
-    step = restore_agreed(backup, model, strategy)
+    step = _resumed_at(backup, backup_dir, model, strategy, run_dir, steps_per_epoch)
     first_epoch, first_step = divmod(step, steps_per_epoch)
     history = _history_until(out_dir / "history.csv", first_epoch)
-    if step:
-        print(
-            f"Resuming {run_dir} at epoch {first_epoch + 1} step {first_step + 1}/"
-            f"{steps_per_epoch} (global step {step}) from {backup_dir}",
-            file=sys.stderr,
-        )
     preemption = Preemption(backup, run_dir)
     callbacks = _callbacks(
         config, task, spec, strategy, out_dir, history, backup, preemption, own_callbacks
@@ -268,6 +259,43 @@ def _train(
 
         report_after_training(run_dir, config, task, spec, best_model)
     return {**metrics, "run_dir": str(run_dir)}
+
+
+def _settings(
+    config: RunConfig,
+    task: TrainingTask,
+    strategy: tf.distribute.Strategy,
+    out_dir: Path,
+    verbose: int | str,
+) -> Settings:
+    """The precision and XLA choice the run trains with, kept in `settings.json` and said once
+    (by the chief)."""
+    settings = settings_for(config.train, task)
+    write_json(out_dir / "settings.json", settings.to_dict())
+    if verbose and is_chief(strategy):
+        print(f"Settings: {settings.why}", file=sys.stderr)
+    return settings
+
+
+def _resumed_at(
+    backup: StepBackup,
+    backup_dir: Path,
+    model: keras.Model,
+    strategy: tf.distribute.Strategy,
+    run_dir: Path,
+    steps_per_epoch: int,
+) -> int:
+    """The global step the run goes on from, the backup every worker agrees on restored into
+    `model`; 0 for a new run."""
+    step = restore_agreed(backup, model, strategy)
+    if step:
+        epoch, in_epoch = divmod(step, steps_per_epoch)
+        print(
+            f"Resuming {run_dir} at epoch {epoch + 1} step {in_epoch + 1}/{steps_per_epoch} "
+            f"(global step {step}) from {backup_dir}",
+            file=sys.stderr,
+        )
+    return step
 
 
 def _compiled_model(
