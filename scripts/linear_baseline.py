@@ -35,27 +35,17 @@ def main(argv: list[str] | None = None) -> int:
     from bigmodel_tf.io import import_tensorflow_quietly
 
     import_tensorflow_quietly()
-    import keras
     import numpy as np
-    import tensorflow as tf
 
-    from bigmodel_tf import data
     from bigmodel_tf.errors import UserError
 
-    def split(name: str) -> tuple[np.ndarray, np.ndarray]:
-        texts, labels = zip(*data.load(args.dataset, name)[0].as_numpy_iterator(), strict=True)
-        if not isinstance(texts[0], bytes):
-            raise UserError(f"{args.dataset} is not a text dataset: its inputs are not strings")
-        return np.array([t.decode("utf-8", "replace") for t in texts]), np.array(labels)
-
     try:
-        (train_x, train_y), (val_x, val_y), (test_x, test_y) = map(
-            split, ("train", "validation", "test")
-        )
+        splits = [_split(args.dataset, name) for name in ("train", "validation", "test")]
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    labels = set(np.unique(np.concatenate([train_y, val_y, test_y])).tolist())
+    (train_x, _), (val_x, _), (test_x, test_y) = splits
+    labels = set(np.unique(np.concatenate([y for _, y in splits])).tolist())
     if not labels <= {0, 1}:
         print(f"error: {args.dataset} has labels {sorted(labels)}, not 0 and 1", file=sys.stderr)
         return 2
@@ -66,57 +56,80 @@ def main(argv: list[str] | None = None) -> int:
     )
     best = None
     for ngrams in NGRAMS:
-        vectorizer = keras.layers.TextVectorization(
-            max_tokens=args.max_tokens, ngrams=ngrams, output_mode="tf_idf"
-        )
-        vectorizer.adapt(train_x)
-
-        def batches(texts: np.ndarray, labels: np.ndarray, shuffle=False, vectorizer=vectorizer):
-            # Vectorised batch by batch: the whole split as dense tf-idf rows would take GBs.
-            examples = tf.data.Dataset.from_tensor_slices((texts, labels))
-            if shuffle:
-                examples = examples.shuffle(len(texts), seed=args.seed)
-            return (
-                examples.batch(64).map(lambda t, y: (vectorizer(t), y)).prefetch(tf.data.AUTOTUNE)
-            )
-
-        train, val_data, test_data = (
-            batches(train_x, train_y, shuffle=True),
-            batches(val_x, val_y),
-            batches(test_x, test_y),
-        )
+        batches, width = _vectorised(splits, ngrams, args.max_tokens, args.seed)
         for l2 in L2_WEIGHTS:
-            keras.utils.set_random_seed(args.seed)
-            model = keras.Sequential(
-                [
-                    keras.Input((vectorizer.vocabulary_size(),)),
-                    keras.layers.Dense(
-                        1, activation="sigmoid", kernel_regularizer=keras.regularizers.l2(l2)
-                    ),
-                ]
-            )
-            model.compile(
-                keras.optimizers.Adam(1e-3), loss="binary_crossentropy", metrics=["accuracy"]
-            )
-            stop = keras.callbacks.EarlyStopping(
-                "val_accuracy", patience=3, mode="max", restore_best_weights=True
-            )
-            model.fit(
-                train,
-                validation_data=val_data,
-                epochs=args.epochs,
-                shuffle=False,  # the dataset shuffles its examples itself
-                callbacks=[stop],
-                verbose=0,
-            )
-            val = model.evaluate(val_data, verbose=0)[1]
-            test = model.evaluate(test_data, verbose=0)[1]
+            val, test = _score(*batches, width, l2, args.epochs, args.seed)
             print(f"n-grams up to {ngrams}, L2 {l2:g}: validation {val:.4f}, test {test:.4f}")
             if best is None or val > best[0]:
                 best = (val, test, ngrams, l2)
     val, test, ngrams, l2 = best
     print(f"chosen on validation: n-grams up to {ngrams}, L2 {l2:g}: test accuracy {test:.4f}")
     return 0
+
+
+def _split(dataset: str, name: str):
+    """`(texts, labels)` of a split as NumPy arrays; a dataset without text is a `UserError`."""
+    import numpy as np
+
+    from bigmodel_tf import data
+    from bigmodel_tf.errors import UserError
+
+    texts, labels = zip(*data.load(dataset, name)[0].as_numpy_iterator(), strict=True)
+    if not isinstance(texts[0], bytes):
+        raise UserError(f"{dataset} is not a text dataset: its inputs are not strings")
+    return np.array([t.decode("utf-8", "replace") for t in texts]), np.array(labels)
+
+
+def _vectorised(splits: list, ngrams: int, max_tokens: int, seed: int) -> tuple[list, int]:
+    """Each split as batches of tf-idf rows over n-grams up to `ngrams` learnt from the training
+    texts (the training batches shuffled), and the rows' width."""
+    import keras
+    import tensorflow as tf
+
+    vectorizer = keras.layers.TextVectorization(
+        max_tokens=max_tokens, ngrams=ngrams, output_mode="tf_idf"
+    )
+    vectorizer.adapt(splits[0][0])
+
+    def batches(texts, labels, shuffle=False):
+        # Vectorised batch by batch: the whole split as dense tf-idf rows would take GBs.
+        examples = tf.data.Dataset.from_tensor_slices((texts, labels))
+        if shuffle:
+            examples = examples.shuffle(len(texts), seed=seed)
+        return examples.batch(64).map(lambda t, y: (vectorizer(t), y)).prefetch(tf.data.AUTOTUNE)
+
+    train, validation, test = splits
+    vectorised = [batches(*train, shuffle=True), batches(*validation), batches(*test)]
+    return vectorised, vectorizer.vocabulary_size()
+
+
+def _score(train, validation, test, width: int, l2: float, epochs: int, seed: int):
+    """Validation and test accuracy of logistic regression with L2 weight `l2`, trained with
+    Adam and kept at its best validation epoch."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential(
+        [
+            keras.Input((width,)),
+            keras.layers.Dense(
+                1, activation="sigmoid", kernel_regularizer=keras.regularizers.l2(l2)
+            ),
+        ]
+    )
+    model.compile(keras.optimizers.Adam(1e-3), loss="binary_crossentropy", metrics=["accuracy"])
+    stop = keras.callbacks.EarlyStopping(
+        "val_accuracy", patience=3, mode="max", restore_best_weights=True
+    )
+    model.fit(
+        train,
+        validation_data=validation,
+        epochs=epochs,
+        shuffle=False,  # the dataset shuffles its examples itself
+        callbacks=[stop],
+        verbose=0,
+    )
+    return model.evaluate(validation, verbose=0)[1], model.evaluate(test, verbose=0)[1]
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -135,6 +135,7 @@ def run_task_test(run_dir: Path, directory: Path) -> None:
     endpoints, driven over test batches as the export report drives them
     (`ServingTask.predict`), give the Keras model's outputs."""
     from bigmodel_tf.export import write_saved_model
+    from bigmodel_tf.export.variants import by_position, dispatch, tensor_runner
     from bigmodel_tf.registry import serving_for, task_for
     from bigmodel_tf.training.runs import load_run
 
@@ -164,27 +165,13 @@ def run_task_test(run_dir: Path, directory: Path) -> None:
     for name in serving.tflite_endpoints:
         function, signature = endpoints[name]
         names = frozenset(tensor.name for tensor in signature)
-        keras_calls[names] = _by_position(function, signature)
-        saved_calls[names] = signatures[name]
+        keras_calls[names] = tensor_runner(by_position(function, signature))
+        saved_calls[names] = tensor_runner(signatures[name])
     test = list(serving.raw_batches(config, spec, "test", 4).take(3).as_numpy_iterator())
-    expected, targets = serving.predict(_dispatch(keras_calls), test)
-    served, served_targets = serving.predict(_dispatch(saved_calls), test)
+    expected, targets = serving.predict(dispatch(keras_calls), test)
+    served, served_targets = serving.predict(dispatch(saved_calls), test)
     np.testing.assert_allclose(served, expected, atol=1e-5)
     np.testing.assert_array_equal(served_targets, targets)
-
-
-def _by_position(function, signature):
-    return lambda **inputs: function(*(inputs[tensor.name] for tensor in signature))
-
-
-def _dispatch(calls: dict) -> Callable:
-    """Numpy inputs by name → numpy outputs, through the call that takes those names."""
-
-    def run(inputs):
-        outputs = calls[frozenset(inputs)](**{k: tf.constant(v) for k, v in inputs.items()})
-        return {name: np.asarray(value) for name, value in outputs.items()}
-
-    return run
 
 
 def assert_keras_file_round_trip(layer_or_model, inputs: np.ndarray, directory: Path) -> None:
@@ -212,6 +199,25 @@ REPORT_VARIANTS = [
 
 
 # --- Small generated own-data sources (`images:`, `text:`, `csv:`, `pairs:`) -------------------
+
+
+def assert_tflite_matches_keras(
+    outputs: dict[str, np.ndarray],
+    expected: np.ndarray,
+    tolerances: dict[str, float],
+    agreement_floor: float,
+) -> None:
+    """Each variant's outputs (by quantization mode) against the Keras model's `expected`: those
+    named in `tolerances` within that largest absolute difference, the integer files (`dynamic`
+    and `int8`) picking the same argmax at least `agreement_floor` of the time."""
+    differences = {mode: float(np.abs(out - expected).max()) for mode, out in outputs.items()}
+    agreement = {
+        mode: float(np.mean(out.argmax(-1) == expected.argmax(-1))) for mode, out in outputs.items()
+    }
+    for mode, tolerance in tolerances.items():
+        assert differences[mode] < tolerance, differences
+    for mode in ("dynamic", "int8"):
+        assert agreement[mode] >= agreement_floor, agreement
 
 
 def write_images(root: Path, per_class: int = 10) -> Path:

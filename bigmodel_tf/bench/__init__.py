@@ -76,6 +76,8 @@ def run(
             before a long suite starts. Defaults to nothing.
     """
     from bigmodel_tf.bench import suites as benchmarks  # imports TensorFlow
+    from bigmodel_tf.bench import throughput
+    from bigmodel_tf.bench.inference import inference
     from bigmodel_tf.bench.time_to_accuracy import time_to_accuracy
 
     rounds = rounds or (2 if quick else 5)
@@ -96,23 +98,23 @@ def run(
             for family in _peered(chosen, log) if suite == "peers" else chosen:
                 if suite == "settings" and family.train_suite:
                     log(f"[settings] {family.label}: float32/bf16 x XLA off/on, {rounds} rounds")
-                    figures += benchmarks.settings_speedups(family, quick, rounds)
+                    figures += throughput.settings_speedups(family, quick, rounds)
                 elif suite == "time_to_accuracy" and family.time_to_accuracy:
                     log(f"[time_to_accuracy] {family.label}: auto and float32 runs to the target")
                     config = benchmarks.bench_config(family, quick)
                     figures += time_to_accuracy(family, config, quick)
                 elif suite == "train" and family.train_suite:
                     log(f"[train] {family.label}: ours against NumPy-into-fit, {rounds} rounds")
-                    figures += benchmarks.training_throughput(family, quick, rounds, peaks)
+                    figures += throughput.training_throughput(family, quick, rounds, peaks)
                 elif suite == "peers":
                     log(f"[peers] {family.label}: ours against PyTorch, {rounds} rounds")
-                    figures += benchmarks.peer_throughput(family, quick, rounds)
+                    figures += throughput.peer_throughput(family, quick, rounds)
                 elif suite == "generation":
                     log(f"[generation] {family.label}: decoding speed, if it generates")
                     figures += benchmarks.generation(family, runs[family.label], quick, rounds)
                 elif suite == "inference":
                     log(f"[inference] {family.label}: export and measure every variant")
-                    figures += benchmarks.inference(family, runs[family.label], quick, rounds)
+                    figures += inference(family, runs[family.label], quick, rounds)
                 elif suite == "quality":
                     figures += benchmarks.quality(family, runs[family.label])
             on_suite(figures)

@@ -173,16 +173,8 @@ def graph_flops(function: Callable, signature: list[tf.TensorSpec]) -> float:
     return float(profile.total_float_ops)
 
 
-def _batch_of_one(signature: list[tf.TensorSpec]) -> list[tf.TensorSpec]:
-    return [tf.TensorSpec((1, *spec.shape[1:]), spec.dtype) for spec in signature]
-
-
-def _mean_length(ids: np.ndarray) -> int:
-    """Mean non-padding (id 0) length of `(examples, time)` ids, rounded up."""
-    return int(np.ceil(np.count_nonzero(ids, axis=1).mean()))
-
-
 def batch_of_one(signature: list[tf.TensorSpec]) -> list[tf.TensorSpec]:
+    """`signature` with a batch of one: the FLOPs of one example."""
     return [tf.TensorSpec((1, *spec.shape[1:]), spec.dtype) for spec in signature]
 
 
@@ -196,5 +188,5 @@ def forward_flops(config: Any, model: keras.Model, inputs: Any, spec: Any) -> fl
 
     The profiler counts the body of a graph loop once, so a recurrent family counts itself
     through its loop-free pieces (its entry's own `forward_flops`)."""
-    signature = tf.TensorSpec((1, *inputs.shape[1:]), inputs.dtype)
-    return graph_flops(lambda x: model(x, training=False), [signature])
+    signature = batch_of_one([tf.TensorSpec(inputs.shape, inputs.dtype)])
+    return graph_flops(lambda x: model(x, training=False), signature)

@@ -61,7 +61,7 @@ def write_report(
 
     Args:
         run_dir: path. A trained run.
-        config, task, spec, model: the run's, as `training.trainer.load_trained` gives them.
+        config, task, spec, model: the run's, as `training.runs.load_trained` gives them.
         exports: paths. Export folders to show besides those `find_exports` finds.
             Defaults to none.
         family_sections: list of Section. The family's sections, if already made; None makes

@@ -1,5 +1,5 @@
 """The one training loop every model family goes through: `train` (run directories, configs
-and evaluation are in `training.runs`)."""
+and evaluation are in `training.runs`, the run's data as training reads it in `training.inputs`)."""
 
 from __future__ import annotations
 
@@ -10,19 +10,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import keras
 import tensorflow as tf
 
-from bigmodel_tf.data.own import SPLITS
 from bigmodel_tf.data.pipeline import (
-    Batcher,
     evaluation_batches,
-    fill_cache,
-    num_batches,
     training_epochs,
 )
 from bigmodel_tf.errors import UserError
@@ -38,7 +33,8 @@ from bigmodel_tf.training.faults import (
     reading_data,
     save_model,
 )
-from bigmodel_tf.training.precision import dtype_policy, settings_for
+from bigmodel_tf.training.inputs import RunInputs, run_inputs
+from bigmodel_tf.training.precision import Settings, dtype_policy, settings_for
 from bigmodel_tf.training.resume import StepBackup, StepSeeds, restore_agreed
 from bigmodel_tf.training.runs import (
     check_run_dir,
@@ -168,74 +164,10 @@ def train(
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-@dataclass
-class _Inputs:
-    spec: Any
-    train_examples: tf.data.Dataset
-    test_examples: tf.data.Dataset
-    batcher: Batcher
-    steps_per_epoch: int
-    validation: tf.data.Dataset
-
-
-def _read_splits(
-    config: RunConfig, task: TrainingTask, strategy: tf.distribute.Strategy, out_dir: Path
-) -> tuple[Any, dict[str, tf.data.Dataset], Batcher, dict[str, int]]:
-    """The data spec, each split's examples, the batcher and each split's number of batches."""
-    # The chief prepares the data before the others: workers on one host share the dataset
-    # cache, where two processes preparing the same dataset at once would collide.
-    if not is_chief(strategy):
-        barrier(strategy)
-    spec = task.prepare(config, out_dir)
-    examples = {split: task.examples(config, split, spec) for split in SPLITS}
-    if is_chief(strategy):
-        barrier(strategy)
-    if strategy.num_replicas_in_sync > 1:
-        for split in ("train", "validation"):
-            examples[split] = fill_cache(examples[split])
-    batcher = task.batcher(config, spec, config.train.batch_size)
-    counts = {split: num_batches(examples[split], batcher) for split in SPLITS}
-    return spec, examples, batcher, counts
-
-
-def _inputs(
-    config: RunConfig, task: TrainingTask, strategy: tf.distribute.Strategy, out_dir: Path
-) -> _Inputs:
-    """The run's data, checked to give every split a batch. A `UserError` here (bad data,
-    splits too small) leaves no trace of a run directory this call created."""
-    created = not out_dir.exists()
-    try:
-        with reading_data(config.dataset, config.data):
-            spec, examples, batcher, counts = _read_splits(config, task, strategy, out_dir)
-        for split, count in counts.items():
-            if not count:
-                raise UserError(
-                    f"the {split} split of {config.dataset} makes no batch of "
-                    f"{config.train.batch_size} (add data, move it with data.*_fraction, or "
-                    "lower train.batch_size or the model's sequence length)"
-                )
-    except UserError:
-        if created:
-            shutil.rmtree(out_dir, ignore_errors=True)
-        raise
-    steps_per_epoch = counts["train"]
-    if config.train.max_steps_per_epoch:
-        steps_per_epoch = min(steps_per_epoch, config.train.max_steps_per_epoch)
-    return _Inputs(
-        spec=spec,
-        train_examples=examples["train"],
-        test_examples=examples["test"],
-        batcher=batcher,
-        steps_per_epoch=steps_per_epoch,
-        validation=evaluation_batches(examples["validation"], batcher),
-    )
-
-
 def _fit(
     model: keras.Model,
     callbacks: list[keras.callbacks.Callback],
-    inputs: _Inputs,
-    train_batcher: Batcher,
+    inputs: RunInputs,
     config: RunConfig,
     first_epoch: int,
     first_step: int,
@@ -246,7 +178,7 @@ def _fit(
     model.fit(
         training_epochs(
             inputs.train_examples,
-            train_batcher,
+            inputs.train_batcher,
             seed=train_cfg.seed,
             first_epoch=first_epoch,
             epochs=train_cfg.epochs,
@@ -278,47 +210,138 @@ def _train(
     train_cfg = config.train
     # Teacher and data first: a bad one fails before anything is written to the run directory.
     teacher_dir = teacher_dir_of(config)
-    inputs = _inputs(config, task, strategy, out_dir)
-    spec, batcher, steps_per_epoch = inputs.spec, inputs.batcher, inputs.steps_per_epoch
-    train_batcher = batcher
-    if (augment := task.augment(config, spec)) is not None:
-
-        def train_batcher(examples: tf.data.Dataset) -> tf.data.Dataset:
-            return batcher(examples).map(augment, num_parallel_calls=tf.data.AUTOTUNE)
-
+    inputs = run_inputs(config, task, strategy, out_dir)
+    spec, steps_per_epoch = inputs.spec, inputs.steps_per_epoch
     write_json(out_dir / "config.json", config.to_dict())
-    settings = settings_for(train_cfg, task)
+    settings = _settings(config, task, strategy, out_dir, verbose)
+    with strategy.scope(), dtype_policy(settings.precision):
+        model = _compiled_model(config, task, spec, teacher_dir, steps_per_epoch, settings)
+
+    backup = StepBackup(backup_dir, train_cfg.backup_steps, steps_per_epoch)
+    step = _resumed_at(backup, backup_dir, model, strategy, run_dir, steps_per_epoch)
+    first_epoch, first_step = divmod(step, steps_per_epoch)
+    history = _history_until(out_dir / "history.csv", first_epoch)
+    preemption = Preemption(backup, run_dir)
+    callbacks = _callbacks(
+        config, task, spec, strategy, out_dir, history, backup, preemption, own_callbacks
+    )
+    started = time.perf_counter()
+    try:
+        with reading_data(config.dataset, config.data):
+            _fit(model, callbacks, inputs, config, first_epoch, first_step, verbose)
+    finally:
+        preemption.restore_handlers()  # an exception skips Keras' on_train_end
+    seconds = time.perf_counter() - started
+    save_model(model, out_dir / "checkpoints" / "last.keras")
+    if is_multiworker(strategy):
+        print(
+            f"{task_name(strategy)} final weights sha256 {_weights_digest(model)}", file=sys.stderr
+        )
+
+    best_model = load_best(out_dir, task, config)
+    metrics = {
+        "family": config.family,
+        "dataset": config.dataset,
+        **_evaluation(config, task, inputs, best_model),
+        "epochs_trained_this_invocation": train_cfg.epochs - first_epoch,
+        "steps_trained_this_invocation": train_cfg.epochs * steps_per_epoch - step,
+        "train_seconds_this_invocation": round(seconds, 2),
+        "parameters": int(best_model.count_params()),
+        "replicas": strategy.num_replicas_in_sync,
+    }
+    write_json(out_dir / "metrics.json", metrics)
+    # No worker leaves while another still works: the chief hosts the cluster's coordination
+    # service, and its peers treat its exit as a failure.
+    barrier(strategy)
+    if is_chief(strategy):
+        # Imported here: the report imports the training package, which imports this module.
+        from bigmodel_tf.report import report_after_training
+
+        report_after_training(run_dir, config, task, spec, best_model)
+    return {**metrics, "run_dir": str(run_dir)}
+
+
+def _settings(
+    config: RunConfig,
+    task: TrainingTask,
+    strategy: tf.distribute.Strategy,
+    out_dir: Path,
+    verbose: int | str,
+) -> Settings:
+    """The precision and XLA choice the run trains with, kept in `settings.json` and said once
+    (by the chief)."""
+    settings = settings_for(config.train, task)
     write_json(out_dir / "settings.json", settings.to_dict())
     if verbose and is_chief(strategy):
         print(f"Settings: {settings.why}", file=sys.stderr)
+    return settings
 
-    with strategy.scope(), dtype_policy(settings.precision):
-        model = task.build_model(config, spec)
-        if teacher_dir:
-            teacher_config = load_run(teacher_dir)
-            model = Distiller(
-                model,
-                load_best(teacher_dir, task, teacher_config),
-                alpha=train_cfg.distill_alpha,
-                temperature=train_cfg.distill_temperature,
-                teacher_inputs=task.teacher_inputs(spec, task.prepare(teacher_config, teacher_dir)),
-            )
-        model.compile(
-            optimizer=make_optimizer(train_cfg, steps_per_epoch),
-            jit_compile=settings.jit_compile,
-            **task.compile_args(config),
-        )
 
-    backup = StepBackup(backup_dir, train_cfg.backup_steps, steps_per_epoch)
+def _resumed_at(
+    backup: StepBackup,
+    backup_dir: Path,
+    model: keras.Model,
+    strategy: tf.distribute.Strategy,
+    run_dir: Path,
+    steps_per_epoch: int,
+) -> int:
+    """The global step the run goes on from, the backup every worker agrees on restored into
+    `model`; 0 for a new run."""
     step = restore_agreed(backup, model, strategy)
-    first_epoch, first_step = divmod(step, steps_per_epoch)
-    history = _history_until(out_dir / "history.csv", first_epoch)
     if step:
+        epoch, in_epoch = divmod(step, steps_per_epoch)
         print(
-            f"Resuming {run_dir} at epoch {first_epoch + 1} step {first_step + 1}/"
-            f"{steps_per_epoch} (global step {step}) from {backup_dir}",
+            f"Resuming {run_dir} at epoch {epoch + 1} step {in_epoch + 1}/{steps_per_epoch} "
+            f"(global step {step}) from {backup_dir}",
             file=sys.stderr,
         )
+    return step
+
+
+def _compiled_model(
+    config: RunConfig,
+    task: TrainingTask,
+    spec: Any,
+    teacher_dir: Path | None,
+    steps_per_epoch: int,
+    settings: Settings,
+) -> keras.Model:
+    """The family's model, inside a `Distiller` with its teacher when it learns from one,
+    compiled (called in the strategy's scope and the run's dtype policy, which its variables
+    and layers are made in)."""
+    train_cfg = config.train
+    model = task.build_model(config, spec)
+    if teacher_dir:
+        teacher_config = load_run(teacher_dir)
+        model = Distiller(
+            model,
+            load_best(teacher_dir, task, teacher_config),
+            alpha=train_cfg.distill_alpha,
+            temperature=train_cfg.distill_temperature,
+            teacher_inputs=task.teacher_inputs(spec, task.prepare(teacher_config, teacher_dir)),
+        )
+    model.compile(
+        optimizer=make_optimizer(train_cfg, steps_per_epoch),
+        jit_compile=settings.jit_compile,
+        **task.compile_args(config),
+    )
+    return model
+
+
+def _callbacks(
+    config: RunConfig,
+    task: TrainingTask,
+    spec: Any,
+    strategy: tf.distribute.Strategy,
+    out_dir: Path,
+    history: list[dict[str, str]],
+    backup: StepBackup,
+    preemption: Preemption,
+    own_callbacks: Sequence[keras.callbacks.Callback],
+) -> list[keras.callbacks.Callback]:
+    """The run's callbacks, in the order they must run; the best checkpoint is judged against
+    the best value of the epochs `history` already holds."""
+    train_cfg = config.train
     monitor = train_cfg.monitor or task.monitor
     mode = task.monitor_mode if monitor == task.monitor else MONITOR_MODES[monitor]
     best_so_far = [float(row[monitor]) for row in history if row.get(monitor)]
@@ -327,8 +350,6 @@ def _train(
     best = from_chief(strategy, pick(best_so_far) if best_so_far else float("nan"))
     checkpoints = out_dir / "checkpoints"
     checkpoints.mkdir(parents=True, exist_ok=True)
-
-    preemption = Preemption(backup, run_dir)
     callbacks = [
         StepSeeds(train_cfg.seed),
         # Before the backup: a non-finite step must not overwrite the last finite backup.
@@ -353,46 +374,21 @@ def _train(
                 patience=train_cfg.early_stopping_patience,
             )
         )
+    return callbacks
 
-    started = time.perf_counter()
-    try:
-        with reading_data(config.dataset, config.data):
-            _fit(model, callbacks, inputs, train_batcher, config, first_epoch, first_step, verbose)
-    finally:
-        preemption.restore_handlers()  # an exception skips Keras' on_train_end
-    seconds = time.perf_counter() - started
-    save_model(model, checkpoints / "last.keras")
-    if is_multiworker(strategy):
-        print(
-            f"{task_name(strategy)} final weights sha256 {_weights_digest(model)}", file=sys.stderr
-        )
 
-    best_model = load_best(out_dir, task, config)
-    test = evaluation_batches(inputs.test_examples, batcher)
-    metrics = {
-        "family": config.family,
-        "dataset": config.dataset,
+def _evaluation(
+    config: RunConfig, task: TrainingTask, inputs: RunInputs, best_model: keras.Model
+) -> dict[str, dict[str, float]]:
+    """The best model's validation and test metrics, the test ones with the task's own."""
+    test = evaluation_batches(inputs.test_examples, inputs.batcher)
+    return {
         "validation": best_model.evaluate(inputs.validation, return_dict=True, verbose=0),
         "test": {
             **best_model.evaluate(test, return_dict=True, verbose=0),
-            **task.extra_metrics(config, spec, best_model, "test"),
+            **task.extra_metrics(config, inputs.spec, best_model, "test"),
         },
-        "epochs_trained_this_invocation": train_cfg.epochs - first_epoch,
-        "steps_trained_this_invocation": train_cfg.epochs * steps_per_epoch - step,
-        "train_seconds_this_invocation": round(seconds, 2),
-        "parameters": int(best_model.count_params()),
-        "replicas": strategy.num_replicas_in_sync,
     }
-    write_json(out_dir / "metrics.json", metrics)
-    # No worker leaves while another still works: the chief hosts the cluster's coordination
-    # service, and its peers treat its exit as a failure.
-    barrier(strategy)
-    if is_chief(strategy):
-        # Imported here: the report imports the training package, which imports this module.
-        from bigmodel_tf.report import report_after_training
-
-        report_after_training(run_dir, config, task, spec, best_model)
-    return {**metrics, "run_dir": str(run_dir)}
 
 
 def _weights_digest(model: keras.Model) -> str:

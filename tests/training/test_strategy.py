@@ -5,7 +5,7 @@ import json
 import pytest
 import tensorflow as tf
 
-from bigmodel_tf import cli
+from bigmodel_tf import cli_parser
 from bigmodel_tf.errors import UserError
 from bigmodel_tf.launch import tf_config
 from bigmodel_tf.training.config import STRATEGIES
@@ -21,7 +21,7 @@ from tests.helpers import run_cli
 
 
 def test_cli_strategies_match_the_config():
-    assert cli.STRATEGIES == STRATEGIES
+    assert cli_parser.STRATEGIES == STRATEGIES
 
 
 @pytest.fixture

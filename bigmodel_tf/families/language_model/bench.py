@@ -80,22 +80,32 @@ def _generation_speed(
             )
         )
         if first:
-            for variant, what in (
-                ("stateful", "`generate`, carried state, one tf.function loop, XLA-compiled step"),
-                ("rerun", "`generate_by_rerunning_prefix`, the loop re-running the prefix, no XLA"),
-            ):
-                speed, speed_spread = summarise(speeds[variant])
-                figures.append(
-                    Figure(
-                        f"{key}.generate_{variant}_chars_per_s",
-                        speed,
-                        "chars/s",
-                        "generation",
-                        target=speed_target if variant == "stateful" else None,
-                        command=command,
-                        spread=speed_spread,
-                        note=f"{what}, {length:,} characters ({run_dir})",
-                        family=key,
-                    )
-                )
+            note = f"{length:,} characters ({run_dir})"
+            figures += _speed_figures(key, command, speeds, speed_target, note)
+    return figures
+
+
+def _speed_figures(
+    key: str, command: str, speeds: dict[str, list[float]], target: str | None, note: str
+) -> list[Figure]:
+    """Characters per second of both ways; `target` bounds the carried state's."""
+    figures = []
+    for variant, what in (
+        ("stateful", "`generate`, carried state, one tf.function loop, XLA-compiled step"),
+        ("rerun", "`generate_by_rerunning_prefix`, the loop re-running the prefix, no XLA"),
+    ):
+        speed, spread = summarise(speeds[variant])
+        figures.append(
+            Figure(
+                f"{key}.generate_{variant}_chars_per_s",
+                speed,
+                "chars/s",
+                "generation",
+                target=target if variant == "stateful" else None,
+                command=command,
+                spread=spread,
+                note=f"{what}, {note}",
+                family=key,
+            )
+        )
     return figures

@@ -2,13 +2,13 @@
 
 `Seq2SeqEncoder` reads the source with bidirectional GRUs or LSTMs; `Seq2SeqDecoder` runs a
 GRU/LSTM over the (teacher-forced) target, attends from each of its states over the encoder
-states (Bahdanau or Luong scores, `layers.seq2seq_attention`) and predicts the next token from
+states (Bahdanau or Luong scores, `seq2seq.attention`) and predicts the next token from
 the state and its context (Luong et al.'s attentional hidden state). The decoder starts from the
 encoder's final forward and backward states, so it has twice the encoder's units.
 
 Attending after the recurrent step, not before it, keeps training one RNN pass over the whole
 target plus one batched attention, instead of a Python-level loop of steps; `Seq2Seq.step`
-advances one token for decoding (`models.seq2seq_decoding`).
+advances one token for decoding (`seq2seq.decoding`).
 
     >>> model = Seq2Seq(source_vocabulary_size=30, target_vocabulary_size=73, units=64)
     >>> model((np.ones((2, 7), "int32"), np.ones((2, 5), "int32"))).shape  # next-token logits
@@ -17,6 +17,7 @@ advances one token for decoding (`models.seq2seq_decoding`).
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import keras
@@ -72,8 +73,18 @@ def _recurrent(kind: str, units: int, dtype, name: str, **kwargs) -> keras.layer
     return layer(units, dtype=dtype, name=name, **kwargs)
 
 
+class _ArgumentsConfig:
+    """Keras' `get_config` for a layer that keeps each named constructor argument as an
+    attribute of the same name: the config is those arguments, what `from_config` passes back."""
+
+    def get_config(self):
+        parameters = inspect.signature(type(self).__init__).parameters.values()
+        named = [p.name for p in parameters if p.kind is p.POSITIONAL_OR_KEYWORD][1:]  # no self
+        return {**super().get_config(), **{name: getattr(self, name) for name in named}}
+
+
 @keras.saving.register_keras_serializable(package="bigmodel_tf")
-class Seq2SeqEncoder(keras.layers.Layer):
+class Seq2SeqEncoder(_ArgumentsConfig, keras.layers.Layer):
     """Embedding → stacked bidirectional GRUs/LSTMs over `(batch, time)` source ids, padding
     (id 0) masked.
 
@@ -147,23 +158,9 @@ class Seq2SeqEncoder(keras.layers.Layer):
         ]
         return self.dropout_layer(x, training=training), states  # (batch, time, 2 * units)
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "vocabulary_size": self.vocabulary_size,
-                "embedding_dim": self.embedding_dim,
-                "units": self.units,
-                "num_layers": self.num_layers,
-                "rnn": self.rnn,
-                "dropout": self.dropout,
-            }
-        )
-        return config
-
 
 @keras.saving.register_keras_serializable(package="bigmodel_tf")
-class Seq2SeqDecoder(keras.layers.Layer):
+class Seq2SeqDecoder(_ArgumentsConfig, keras.layers.Layer):
     """Embedding → GRU/LSTM → attention over the encoder → tanh(W [state; context]) → logits.
 
     `call(tokens, value, states, source_mask=None)` runs teacher-forced target ids
@@ -244,24 +241,9 @@ class Seq2SeqDecoder(keras.layers.Layer):
         hidden = self.combine(ops.concatenate([x, context], axis=-1))  # (batch, time, units)
         return self.head(self.dropout_layer(hidden, training=training)), weights
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "vocabulary_size": self.vocabulary_size,
-                "embedding_dim": self.embedding_dim,
-                "units": self.units,
-                "rnn": self.rnn,
-                "attention": self.attention,
-                "attention_units": self.attention_units,
-                "dropout": self.dropout,
-            }
-        )
-        return config
-
 
 @keras.saving.register_keras_serializable(package="bigmodel_tf")
-class Seq2Seq(keras.Model):
+class Seq2Seq(_ArgumentsConfig, keras.Model):
     """Encoder-decoder with attention, trained by teacher forcing.
 
     `call((source, decoder_inputs))` maps `(batch, source_time)` source ids and
@@ -360,20 +342,3 @@ class Seq2Seq(keras.Model):
     def step(self, token, states, value, keys, mask) -> tuple:
         """`Seq2SeqDecoder.step`: one token → `(logits, states, weights)`."""
         return self.decoder.step(token, states, value, keys, mask)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "source_vocabulary_size": self.source_vocabulary_size,
-                "target_vocabulary_size": self.target_vocabulary_size,
-                "embedding_dim": self.embedding_dim,
-                "units": self.units,
-                "encoder_layers": self.encoder_layers,
-                "rnn": self.rnn,
-                "attention": self.attention,
-                "attention_units": self.attention_units,
-                "dropout": self.dropout,
-            }
-        )
-        return config

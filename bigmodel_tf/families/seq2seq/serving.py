@@ -19,7 +19,8 @@ from bigmodel_tf.families.seq2seq.data import (
     reference_batches,
 )
 from bigmodel_tf.families.seq2seq.decoding import greedy_steps
-from bigmodel_tf.families.seq2seq.transduction import Transducer, UnrolledEncoder, error_rates
+from bigmodel_tf.families.seq2seq.endpoints import Transducer, UnrolledEncoder
+from bigmodel_tf.families.seq2seq.transduction import error_rates
 from bigmodel_tf.training.config import RunConfig
 
 

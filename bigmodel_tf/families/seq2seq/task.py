@@ -36,7 +36,7 @@ class Seq2SeqTask(TrainingTask):
 
     Trains by teacher forcing on one example per pronunciation, with the cross-entropy and
     token accuracy of the non-padding targets. Its test metrics add the phoneme and word error
-    rates of greedy and beam-search decoding (`training.transduction.split_error_rates`), each
+    rates of greedy and beam-search decoding (`transduction.split_error_rates`), each
     word scored against its closest pronunciation.
     """
 

@@ -52,7 +52,7 @@ class TransformerClassifierConfig(EncoderConfig):
     # A pretrained encoder whose input embeddings start this model's token embeddings
     # (pretrained.word_vectors, projected to this width); "" starts from random ones.
     embeddings_from: str = option("", choices=("", *SOURCES))
-    # Word dropout on training texts (see data.subwords.drop_tokens): a regulariser, and under
+    # Word dropout on training texts (see masking.drop_tokens): a regulariser, and under
     # distillation a transfer set larger than the training split, as the teacher labels each
     # shortened text anew.
     token_dropout: float = option(0.0, min=0.0, max=0.9)

@@ -21,12 +21,12 @@ from bigmodel_tf.families.transformer.data import (
     WORDPIECE_FILE,
     Retokenizer,
     SubwordSpec,
-    drop_tokens,
     subword_examples,
     subword_spec,
     token_batcher,
 )
 from bigmodel_tf.families.transformer.masked_lm_task import TransformerMlmTask
+from bigmodel_tf.families.transformer.masking import drop_tokens
 from bigmodel_tf.families.transformer.pretrained import (
     Checkpoint,
     load_checkpoint,

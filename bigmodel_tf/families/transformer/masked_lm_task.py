@@ -15,11 +15,11 @@ from bigmodel_tf.families import transformer
 from bigmodel_tf.families.transformer.checks import check_heads
 from bigmodel_tf.families.transformer.data import (
     SubwordSpec,
-    mask_tokens,
     subword_examples,
     subword_spec,
     token_batcher,
 )
+from bigmodel_tf.families.transformer.masking import mask_tokens
 from bigmodel_tf.training.config import RunConfig
 from bigmodel_tf.training.task import TrainingTask
 

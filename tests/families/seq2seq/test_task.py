@@ -9,11 +9,11 @@ import tensorflow as tf
 
 from bigmodel_tf import training
 from bigmodel_tf.errors import UserError
+from bigmodel_tf.families.seq2seq.endpoints import UnrolledEncoder
 from bigmodel_tf.families.seq2seq.model import Seq2Seq
 from bigmodel_tf.families.seq2seq.transduction import (
     MaskedAccuracy,
     MaskedCrossentropy,
-    UnrolledEncoder,
     error_rates,
 )
 from tests.helpers import run_cli, run_task_test

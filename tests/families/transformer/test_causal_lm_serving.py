@@ -10,10 +10,11 @@ import tensorflow as tf
 from bigmodel_tf import training
 from bigmodel_tf.export import QUANTIZATIONS, export, verify
 from bigmodel_tf.export.tflite import TfliteModel
+from bigmodel_tf.export.variants import tensor_runner
 from bigmodel_tf.families.language_model.data import char_streams
 from bigmodel_tf.families.transformer.serving import TRANSFORMER_FLOAT_OPS
 from bigmodel_tf.training.runs import load_trained
-from tests.helpers import REPORT_VARIANTS
+from tests.helpers import REPORT_VARIANTS, assert_tflite_matches_keras
 
 # Minutes on 2 cores (a trained model, four conversions and a report over carried caches):
 # `scripts/test.sh -m slow` runs it.
@@ -84,24 +85,15 @@ def test_every_variant_tracks_the_uncached_keras_pass_over_the_context(exported,
     tokens, _ = char_streams(config.dataset, "test", spec, streams=4, steps=64)
     expected = np.asarray(model(tokens.T)).transpose(1, 0, 2)  # one uncached pass per stream
     saved = tf.saved_model.load(str(exported / "saved_model")).signatures["step"]
-
-    def saved_model(inputs):
-        return {
-            k: v.numpy() for k, v in saved(**{k: tf.constant(v) for k, v in inputs.items()}).items()
-        }
-
-    outputs = {"saved_model": stepped(saved_model, tokens)} | {
+    outputs = {"saved_model": stepped(tensor_runner(saved), tokens)} | {
         mode: stepped(TfliteModel(exported / name), tokens) for mode, name in QUANTIZATIONS.items()
     }
-    differences = {mode: float(np.abs(out - expected).max()) for mode, out in outputs.items()}
-    agreement = {
-        mode: float(np.mean(out.argmax(-1) == expected.argmax(-1))) for mode, out in outputs.items()
-    }
-    assert differences["saved_model"] < 1e-4, differences
-    assert differences["none"] < FLOAT32_TOLERANCE, differences
-    assert differences["float16"] < FLOAT16_TOLERANCE, differences
-    assert agreement["dynamic"] >= INT8_AGREEMENT_FLOOR, agreement
-    assert agreement["int8"] >= INT8_AGREEMENT_FLOOR, agreement
+    assert_tflite_matches_keras(
+        outputs,
+        expected,
+        {"saved_model": 1e-4, "none": FLOAT32_TOLERANCE, "float16": FLOAT16_TOLERANCE},
+        INT8_AGREEMENT_FLOOR,
+    )
 
 
 def test_a_fed_back_int8_cache_goes_in_as_the_integers_it_came_out_as(exported, keras_run):

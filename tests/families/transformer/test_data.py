@@ -4,6 +4,7 @@ import tensorflow as tf
 
 from bigmodel_tf.errors import UserError
 from bigmodel_tf.families.transformer import data as subwords
+from bigmodel_tf.families.transformer.masking import drop_tokens, mask_tokens
 
 VOCABULARY = (*subwords.RESERVED_TOKENS, "a", "good", "film", "bad", "##s", "!", "the")
 
@@ -87,7 +88,7 @@ def test_masking_follows_bert_and_depends_on_the_batch_not_on_state():
     ids = np.random.default_rng(0).integers(5, 1000, (64, 40)).astype("int32")
     ids[:, 0] = subwords.CLS_ID
     ids[:, 30:] = subwords.PAD_ID
-    inputs, targets, weights = subwords.mask_tokens(ids, 0.15, 1000, 7)
+    inputs, targets, weights = mask_tokens(ids, 0.15, 1000, 7)
     masked, positions = inputs["token_ids"].numpy(), inputs["mask_positions"].numpy()
     assert positions.shape == targets.shape == weights.shape == (64, 12)  # ceil(2 x 0.15 x 40)
     np.testing.assert_array_equal(targets, np.take_along_axis(ids, positions, axis=1))
@@ -99,10 +100,10 @@ def test_masking_follows_bert_and_depends_on_the_batch_not_on_state():
     replaced = masked[scored]
     assert 0.7 < np.mean(replaced == subwords.MASK_ID) < 0.9
     assert np.mean(replaced == ids[scored]) > 0.05  # ~10% stay as they are
-    again, _, _ = subwords.mask_tokens(ids, 0.15, 1000, 7)
+    again, _, _ = mask_tokens(ids, 0.15, 1000, 7)
     np.testing.assert_array_equal(again["token_ids"], masked)
-    other_seed, _, _ = subwords.mask_tokens(ids, 0.15, 1000, 8)
-    other_batch, _, _ = subwords.mask_tokens(ids[::-1], 0.15, 1000, 7)
+    other_seed, _, _ = mask_tokens(ids, 0.15, 1000, 8)
+    other_batch, _, _ = mask_tokens(ids[::-1], 0.15, 1000, 7)
     assert not np.array_equal(other_seed["token_ids"], masked)
     assert not np.array_equal(np.asarray(other_batch["token_ids"])[::-1], masked)
 
@@ -148,7 +149,7 @@ def test_retokenizer_reads_one_vocabulary_into_another(tmp_path):
 
 def test_word_dropout_drops_inner_subwords_alike_for_alike_batches():
     ids = tf.constant([[1, 5, 6, 7, 8, 9, 2, 0, 0], [1, 5, 6, 2, 0, 0, 0, 0, 0]] * 200)
-    dropped = subwords.drop_tokens(ids, 0.3, seed=7).numpy()
+    dropped = drop_tokens(ids, 0.3, seed=7).numpy()
     kept = ids.numpy()
     # [CLS], the last token and padding stay; every other token may become padding.
     np.testing.assert_array_equal(dropped[:, 0], kept[:, 0])
@@ -157,5 +158,5 @@ def test_word_dropout_drops_inner_subwords_alike_for_alike_batches():
     changed = dropped != kept
     assert set(dropped[changed]) == {subwords.PAD_ID}
     assert changed[0::2, 1:6].mean() == pytest.approx(0.3, abs=0.05)
-    np.testing.assert_array_equal(subwords.drop_tokens(ids, 0.3, seed=7), dropped)
-    assert (subwords.drop_tokens(ids, 0.3, seed=8).numpy() != dropped).any()
+    np.testing.assert_array_equal(drop_tokens(ids, 0.3, seed=7), dropped)
+    assert (drop_tokens(ids, 0.3, seed=8).numpy() != dropped).any()
