@@ -100,9 +100,12 @@ def evaluation_batches(examples: tf.data.Dataset, batcher: Batcher) -> tf.data.D
     return shard_by_data(batches.prefetch(AUTOTUNE))
 
 
-def num_batches(examples: tf.data.Dataset, batcher: Batcher) -> int:
-    """Number of batches `batcher` makes of one pass over `examples` (counted if not known)."""
+def num_batches(examples: tf.data.Dataset, batcher: Batcher, at_most: int | None = None) -> int:
+    """Number of batches `batcher` makes of one pass over `examples`, or `at_most` if it makes
+    more. Counting an unknown number reads the examples, so a cap reads only as many as needed."""
     batches = batcher(examples)
+    if at_most is not None:
+        batches = batches.take(at_most)
     count = int(batches.cardinality())
     if count < 0:
         count = int(batches.reduce(0, lambda n, _: n + 1))

@@ -36,7 +36,8 @@ class RunInputs:
 def _read_splits(
     config: RunConfig, task: TrainingTask, strategy: tf.distribute.Strategy, out_dir: Path
 ) -> tuple[Any, dict[str, tf.data.Dataset], Batcher, dict[str, int]]:
-    """The data spec, each split's examples, the batcher and each split's number of batches."""
+    """The data spec, each split's examples, the batcher and each split's number of batches
+    (training's capped at `train.max_steps_per_epoch`; 1 for the others if they make any)."""
     # The chief prepares the data before the others: workers on one host share the dataset
     # cache, where two processes preparing the same dataset at once would collide.
     if not is_chief(strategy):
@@ -49,7 +50,12 @@ def _read_splits(
         for split in ("train", "validation"):
             examples[split] = fill_cache(examples[split])
     batcher = task.batcher(config, spec, config.train.batch_size)
-    counts = {split: num_batches(examples[split], batcher) for split in SPLITS}
+    # Training needs its steps per epoch; validation and test are counted in full where they are
+    # batched for evaluation, so here they only need to make one batch.
+    at_most = {"train": config.train.max_steps_per_epoch or None}
+    counts = {
+        split: num_batches(examples[split], batcher, at_most.get(split, 1)) for split in SPLITS
+    }
     return spec, examples, batcher, counts
 
 
@@ -74,8 +80,6 @@ def run_inputs(
             shutil.rmtree(out_dir, ignore_errors=True)
         raise
     steps_per_epoch = counts["train"]
-    if config.train.max_steps_per_epoch:
-        steps_per_epoch = min(steps_per_epoch, config.train.max_steps_per_epoch)
     train_batcher = batcher
     if (augment := task.augment(config, spec)) is not None:
 

@@ -43,6 +43,8 @@ def test_num_batches_counts_partial_batches():
     assert num_batches(examples, lambda d: d.batch(4)) == 3
     unknown = examples.filter(lambda x: x % 2 == 0)  # cardinality unknown
     assert num_batches(unknown, lambda d: d.batch(4)) == 2
+    assert num_batches(unknown, lambda d: d.batch(4), at_most=1) == 1
+    assert num_batches(examples, lambda d: d.batch(4), at_most=5) == 3
 
 
 def test_datasets_are_sharded_by_element_across_workers():
