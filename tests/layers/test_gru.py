@@ -36,6 +36,7 @@ def outputs_and_gradients(layer, inputs, state, **kwargs):
 @pytest.mark.parametrize("compiled", [False, True])
 def test_outputs_and_every_gradient_equal_keras_gru(compiled):
     ours, theirs = twins(return_sequences=True, return_state=True)[::-1]
+    assert ours._fast_loop_applies(mask=None, training=True)  # not Keras' loop, compared to it
     rng = np.random.default_rng(1)
     inputs = tf.constant(rng.normal(size=(BATCH, STEPS, FEATURES)), tf.float32)
     state = tf.constant(rng.normal(size=(BATCH, UNITS)), tf.float32)
@@ -67,6 +68,7 @@ def test_masks_and_backward_loops_fall_back_to_keras_loop():
     mask = np.arange(STEPS)[None, :] < np.array([[7], [4], [2]])
     for kwargs, call in (({}, {"mask": mask}), ({"go_backwards": True}, {})):
         theirs, ours = twins(return_sequences=True, **kwargs)
+        assert not ours._fast_loop_applies(mask=call.get("mask"), training=False)
         np.testing.assert_allclose(ours(inputs, **call), theirs(inputs, **call), atol=1e-6)
 
 
