@@ -96,7 +96,7 @@ def run(
             figures += peak_figures if "peak" in suites else []
         for suite in suites:
             for family in _peered(chosen, log) if suite == "peers" else chosen:
-                if suite == "settings" and family.train_suite:
+                if suite == "settings" and family.settings_suite:
                     log(f"[settings] {family.label}: float32/bf16 x XLA off/on, {rounds} rounds")
                     figures += throughput.settings_speedups(family, quick, rounds)
                 elif suite == "time_to_accuracy" and family.time_to_accuracy:

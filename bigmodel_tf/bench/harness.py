@@ -94,6 +94,7 @@ class Family:
         preset: str. The run's preset. Defaults to `"default"`.
         teacher: str. The `label` of the entry whose run this one distils. Defaults to none.
         train_suite: bool. Whether the train suite times it. Defaults to `True`.
+        settings_suite: bool. Whether the settings suite times it. Defaults to `True`.
         generation: callable. `(entry, run_dir, quick, rounds)` → the family's decoding speed
             figures. Defaults to none (a classifier has none).
         time_to_accuracy: Target. What the time-to-accuracy suite times the default run to.
@@ -116,6 +117,7 @@ class Family:
     preset: str = "default"
     teacher: str | None = None
     train_suite: bool = True
+    settings_suite: bool = True
     generation: Callable[[Family, Path, bool, int], list[Figure]] | None = None
     time_to_accuracy: Target | None = None
     forward_flops: Callable[[Any, keras.Model, Any, Any], float] | None = None

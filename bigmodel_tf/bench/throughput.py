@@ -149,7 +149,7 @@ def settings_speedups(family: Family, quick: bool, rounds: int) -> list[Figure]:
     def ratio(a: str, b: str) -> tuple[float, list[float]]:
         return summarise([x / y for x, y in zip(speeds[a], speeds[b], strict=True)])
 
-    auto = settings_for(run.config.train, run.task)
+    auto = settings_for(run.config, run.task)
     best = max(speeds, key=lambda name: summarise(speeds[name])[0])
     hardware = native_bf16() or "no native bf16: emulated"
     what = f"{run.config.family} `{run.config.preset}`, batch {run.batch}, our pipeline"
@@ -188,7 +188,7 @@ def training_throughput(
     model and data as NumPy arrays straight into `model.fit`, float32, no XLA."""
     run = _training(family, quick)
     config, spec, inputs = run.config, run.spec, run.inputs
-    settings = settings_for(config.train, run.task)
+    settings = settings_for(config, run.task)
     ours = run.model(settings)
     speeds = _timed(
         {"ours": run.fit(ours, ours=True), "reference": run.fit(run.model(PLAIN), ours=False)},
@@ -273,7 +273,7 @@ def peer_throughput(family: Family, quick: bool, rounds: int) -> list[Figure]:
     rounds. PyTorch must be installed."""
     run = _training(family, quick)
     config, batch, steps = run.config, run.batch, run.steps
-    settings = settings_for(config.train, run.task)
+    settings = settings_for(config, run.task)
     ours = run.model(settings)
     peer = family.peer(config, run.spec)
     weights = sum(int(np.prod(weight.shape)) for weight in ours.trainable_weights)

@@ -71,7 +71,7 @@ def time_to_accuracy(family: Family, config: RunConfig, quick: bool) -> list[Fig
     """The figures of `family`'s default run (`config`) under `auto` and under float32."""
     target: Target = family.time_to_accuracy
     task = task_for(config.family)
-    auto = settings_for(config.train, task)
+    auto = settings_for(config, task)
     reference = copy.deepcopy(config)
     set_value(reference, "train.precision", "float32")
     set_value(reference, "train.jit_compile", "false")

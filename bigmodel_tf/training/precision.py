@@ -109,14 +109,16 @@ def resolve(
     return Settings(precision, jit, "; ".join(reasons))
 
 
-def settings_for(train: Any, task: Any) -> Settings:
-    """The settings a run of `task` (a `TrainingTask`) with `train` (its `TrainConfig`) uses."""
+def settings_for(config: Any, task: Any) -> Settings:
+    """The settings a run of `task` (a `TrainingTask`) with `config` (its `RunConfig`) uses."""
+    measured, mixed_pays, jit_pays = task.measured_settings(config)
+    train = config.train
     return resolve(
         train.precision,
         train.jit_compile,
-        family=task.family,
-        mixed_pays=task.mixed_precision_pays,
-        jit_pays=task.jit_pays,
+        family=measured,
+        mixed_pays=mixed_pays,
+        jit_pays=jit_pays,
         distilling=bool(train.distill_from),
     )
 

@@ -45,6 +45,12 @@ class TrainingTask(abc.ABC):
     mixed_precision_pays: bool = False
     jit_pays: dict[str, bool] = {}
 
+    def measured_settings(self, config: RunConfig) -> tuple[str, bool, dict[str, bool]]:
+        """What `auto` decides a run of `config` on: the name of what was measured, whether
+        mixed_bfloat16 pays and where XLA does. The family's (`mixed_precision_pays`,
+        `jit_pays`) unless a task's presets differ too much in size for one measurement."""
+        return self.family, self.mixed_precision_pays, self.jit_pays
+
     @abc.abstractmethod
     def prepare(self, config: RunConfig, run_dir: Path) -> Any:
         """Returns the data spec the model is built from (shapes, labels, vocabulary).

@@ -270,7 +270,7 @@ def _settings(
 ) -> Settings:
     """The precision and XLA choice the run trains with, kept in `settings.json` and said once
     (by the chief)."""
-    settings = settings_for(config.train, task)
+    settings = settings_for(config, task)
     write_json(out_dir / "settings.json", settings.to_dict())
     if verbose and is_chief(strategy):
         print(f"Settings: {settings.why}", file=sys.stderr)

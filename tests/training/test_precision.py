@@ -6,7 +6,7 @@ from __future__ import annotations
 import keras
 import pytest
 
-from bigmodel_tf import machine, training
+from bigmodel_tf import machine, registry, training
 from bigmodel_tf.errors import UserError
 from bigmodel_tf.io import read_json
 from bigmodel_tf.training import precision
@@ -104,3 +104,14 @@ def test_a_mixed_bfloat16_run_learns_and_is_evaluated_in_float32(tmp_path):
     assert {layer.compute_dtype for layer in model.layers} == {"float32"}
     # 20 steps of 128 MNIST images: well above chance (0.1) unless bf16 broke the training.
     assert result["test"]["accuracy"] > 0.6
+
+
+def test_a_pretrained_encoder_is_decided_on_its_own_measurement(cpu_with):
+    cpu_with("amx_bf16")
+    task = registry.task_for("transformer")
+    default = precision.settings_for(training.make_config("transformer"), task)
+    minilm = training.make_config("transformer", preset="minilm")
+    pretrained = precision.settings_for(minilm, task)
+    assert (default.precision, default.jit_compile) == ("float32", True)
+    assert (pretrained.precision, pretrained.jit_compile) == ("mixed_bfloat16", False)
+    assert "pretrained transformer" in pretrained.why

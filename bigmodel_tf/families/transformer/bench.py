@@ -39,6 +39,7 @@ ENTRIES = (
         quick_overrides={"model.sequence_length": 16, **QUICK, "train.max_steps_per_epoch": 2},
         variant="pretrained",
         preset="minilm",
+        train_steps=10,
         train_suite=False,
         forward_flops=forward_flops,
     ),
@@ -50,6 +51,7 @@ ENTRIES = (
         preset="student",
         teacher="transformer-pretrained",
         train_suite=False,
+        settings_suite=False,  # the default classifier's, which it is
         forward_flops=forward_flops,
     ),
     Family(

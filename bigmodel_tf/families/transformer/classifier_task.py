@@ -66,6 +66,14 @@ class TransformerClassifierTask(TrainingTask):
     mixed_precision_pays = False
     jit_pays = {"float32": True}
 
+    def measured_settings(self, config: RunConfig) -> tuple[str, bool, dict[str, bool]]:
+        # A pretrained encoder is ~30x the default's weights, wide enough for bf16 matmuls to
+        # pay; XLA, whose CPU dots run bf16 through Eigen, then does not (bench entry
+        # `transformer-pretrained`).
+        if config.model.pretrained:
+            return "a pretrained transformer", True, {"float32": True}
+        return super().measured_settings(config)
+
     def prepare(self, config: RunConfig, run_dir: Path) -> SubwordSpec:
         check_heads(config)
         model = config.model

@@ -44,6 +44,9 @@ LABELS_FILE = "labels.json"
 # Short texts (review snippets average ~25 subwords) are batched with texts of similar length,
 # so that little of each batch is padding; see `token_batcher`.
 BUCKET_BOUNDARIES = (16, 32, 64, 128, 256, 512)
+# Batch lengths are rounded up to a multiple of this: XLA compiles a step for every batch shape
+# it meets, and a 22 M-weight encoder takes ~25 s to compile, so a few lengths, not every one.
+PAD_MULTIPLE = 16
 
 
 @dataclass(frozen=True)
@@ -327,13 +330,20 @@ def subword_examples(
 
 def token_batcher(batch_size: int):
     """Batches examples (`(ids, label)` pairs or ids alone) of similar length, each batch padded
-    with zeros (`PAD_ID`) to its longest text."""
+    with zeros (`PAD_ID`) to its longest text rounded up to a multiple of `PAD_MULTIPLE`."""
+
+    def pad(ids, *label):
+        length = tf.shape(ids)[1]
+        extra = -length % PAD_MULTIPLE
+        padded = tf.pad(ids, [[0, 0], [0, extra]])
+        return (padded, *label) if label else padded
 
     def batcher(examples: tf.data.Dataset) -> tf.data.Dataset:
-        return examples.bucket_by_sequence_length(
+        batches = examples.bucket_by_sequence_length(
             lambda ids, *label: tf.shape(ids)[0],
             bucket_boundaries=list(BUCKET_BOUNDARIES),
             bucket_batch_sizes=[batch_size] * (len(BUCKET_BOUNDARIES) + 1),
         )
+        return batches.map(pad, num_parallel_calls=tf.data.AUTOTUNE)
 
     return batcher
