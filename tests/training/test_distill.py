@@ -115,8 +115,10 @@ def test_a_teacher_with_its_own_vocabulary_reads_the_students_batches(
         "train.epochs": 1,
         "train.max_steps_per_epoch": 30,
         "train.distill_from": str(trained_transformer),
-        # Words dropped from the training texts reach the teacher dropped too.
+        # Words dropped, replaced or cut from the training texts reach the teacher so too.
         "model.token_dropout": 0.1,
+        "model.word_replacement": 0.1,
+        "model.span_sampling": 0.25,
     }
     config = training.make_config("transformer", overrides=student)
     metrics = training.train(config, tmp_path / "student", verbose=0)

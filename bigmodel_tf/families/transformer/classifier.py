@@ -56,6 +56,12 @@ class TransformerClassifierConfig(EncoderConfig):
     # distillation a transfer set larger than the training split, as the teacher labels each
     # shortened text anew.
     token_dropout: float = option(0.0, min=0.0, max=0.9)
+    # N-gram sampling (see masking.sample_spans): the share of training texts cut to a run of
+    # 1 to 5 words. Meant for distillation, where the teacher labels each phrase.
+    span_sampling: float = option(0.0, min=0.0, max=1.0)
+    # Word replacement (see masking.replace_words): the share of one-subword words replaced by
+    # random ones. Meant for distillation, where the teacher labels each changed text.
+    word_replacement: float = option(0.0, min=0.0, max=1.0)
 
 
 # all-MiniLM-L6-v2's architecture, with the fine-tuning recipe of BERT (Devlin et al. 2019,

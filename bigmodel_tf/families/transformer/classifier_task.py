@@ -26,7 +26,7 @@ from bigmodel_tf.families.transformer.data import (
     token_batcher,
 )
 from bigmodel_tf.families.transformer.masked_lm_task import TransformerMlmTask
-from bigmodel_tf.families.transformer.masking import drop_tokens
+from bigmodel_tf.families.transformer.masking import drop_tokens, replace_words, sample_spans
 from bigmodel_tf.families.transformer.pretrained import (
     Checkpoint,
     load_checkpoint,
@@ -41,6 +41,9 @@ from bigmodel_tf.report.sections import Section
 from bigmodel_tf.training.config import RunConfig
 from bigmodel_tf.training.faults import load_keras
 from bigmodel_tf.training.task import TrainingTask
+
+# Tang et al. 2019 sample n-grams of 1 to 5 words.
+SPAN_WORDS = 5
 
 
 class TransformerClassifierTask(TrainingTask):
@@ -122,10 +125,24 @@ class TransformerClassifierTask(TrainingTask):
         return {"loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"]}
 
     def augment(self, config: RunConfig, spec: SubwordSpec) -> Callable | None:
-        rate = config.model.token_dropout
-        if not rate:
+        model = config.model
+        drop, spans, replace = model.token_dropout, model.span_sampling, model.word_replacement
+        if not (drop or spans or replace):
             return None
-        return lambda ids, labels: (drop_tokens(ids, rate, config.train.seed), labels)
+        seed = config.train.seed
+        word_starts = tf.constant([not token.startswith("##") for token in spec.vocabulary])
+
+        def augment(ids, labels):
+            # Spans first: they close up their rows, and dropping leaves holes.
+            if replace:
+                ids = replace_words(ids, replace, word_starts, seed)
+            if spans:
+                ids = sample_spans(ids, spans, word_starts, SPAN_WORDS, seed)
+            if drop:
+                ids = drop_tokens(ids, drop, seed)
+            return ids, labels
+
+        return augment
 
     def teacher_inputs(
         self, spec: SubwordSpec, teacher_spec: SubwordSpec

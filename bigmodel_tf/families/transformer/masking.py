@@ -1,5 +1,6 @@
 """Random changes to a training batch of subword ids: BERT's masking for masked-language
-modelling (`mask_tokens`) and word dropout for classifiers (`drop_tokens`).
+modelling (`mask_tokens`), and word dropout (`drop_tokens`), word replacement
+(`replace_words`) and n-gram sampling (`sample_spans`) for classifiers.
 
 Both draw from stateless generators seeded by the run's seed and the batch's own ids, so that a
 resumed run changes each batch as an uninterrupted run would have.
@@ -40,6 +41,72 @@ def drop_tokens(ids: tf.Tensor, rate: float, seed: int) -> tf.Tensor:
     inner = (positions > 0) & (positions < lengths - 1)
     dropped = inner & (uniform(0) < rate)
     return tf.where(dropped, tf.constant(PAD_ID, ids.dtype), ids)
+
+
+def replace_words(ids: tf.Tensor, rate: float, word_starts: tf.Tensor, seed: int) -> tf.Tensor:
+    """Word replacement (after Tang et al. 2019, section 3.2, who keep the part of speech) on a
+    `(batch, time)` batch: each one-subword word (not the first or last token of a text) becomes
+    a random one-subword word of the vocabulary with probability `rate`. Under distillation the
+    teacher says what each replacement does to the label, which teaches the student about words
+    its training texts use rarely or never. Random as `drop_tokens` is.
+
+    Args:
+        ids: int tensor `(batch, time)`, padded with `[PAD]`.
+        rate: float. Probability that a word is replaced.
+        word_starts: bool tensor `(vocabulary,)`: True for the tokens that begin a word (not
+            `##` pieces); the special tokens are never drawn.
+        seed: int. The run's seed.
+    """
+    uniform = _batch_uniform(ids, seed)
+    lengths = tf.reduce_sum(tf.cast(ids != PAD_ID, tf.int32), axis=1, keepdims=True)
+    positions = tf.range(tf.shape(ids)[1])[None, :]
+    inner = (positions > 0) & (positions < lengths - 1)
+    starts = tf.gather(word_starts, ids)
+    # A word of one subword: a word start followed by another word start (or the end).
+    next_starts = tf.concat([starts[:, 1:], tf.ones_like(starts[:, :1])], axis=1)
+    replaceable = inner & starts & next_starts
+    special = tf.range(tf.size(word_starts)) < len(RESERVED_TOKENS)
+    choices = tf.cast(tf.where(word_starts & ~special)[:, 0], ids.dtype)
+    drawn = tf.cast(uniform(20) * tf.cast(tf.size(choices), tf.float32), tf.int32)
+    replaced = replaceable & (uniform(21) < rate)
+    return tf.where(replaced, tf.gather(choices, drawn), ids)
+
+
+def sample_spans(
+    ids: tf.Tensor, rate: float, word_starts: tf.Tensor, max_words: int, seed: int
+) -> tf.Tensor:
+    """N-gram sampling (Tang et al. 2019, "Distilling task-specific knowledge from BERT into
+    simple neural networks", section 3.2) on a `(batch, time)` batch: with probability `rate` a
+    text keeps only a random run of 1 to `max_words` whole words (its first and last token,
+    `[CLS]` and `[SEP]` or a last subword, stay), moved to the front of its row.
+
+    Under distillation the teacher labels each phrase anew, so the student learns what short
+    phrases say as well as whole snippets: a far larger transfer set than the training split.
+    Random as `drop_tokens` is.
+
+    Args:
+        ids: int tensor `(batch, time)`, padded with `[PAD]`.
+        rate: float. Probability that a text is cut to a span.
+        word_starts: bool tensor `(vocabulary,)`: True for the tokens that begin a word (not
+            `##` pieces), so that spans cut between words.
+        max_words: int. Longest span, in words.
+        seed: int. The run's seed.
+    """
+    uniform = _batch_uniform(ids, seed)
+    lengths = tf.reduce_sum(tf.cast(ids != PAD_ID, tf.int32), axis=1, keepdims=True)
+    positions = tf.range(tf.shape(ids)[1])[None, :]
+    inner = (positions > 0) & (positions < lengths - 1)
+    starts = inner & tf.gather(word_starts, ids)
+    words = tf.cumsum(tf.cast(starts, tf.int32), axis=1)  # 1-based word of each inner token
+    count = tf.reduce_max(tf.where(inner, words, 0), axis=1, keepdims=True)  # (batch, 1)
+    span = 1 + tf.cast(uniform(10)[:, :1] * max_words, tf.int32)  # 1..max_words
+    span = tf.minimum(span, tf.maximum(count, 1))
+    first = 1 + tf.cast(uniform(11)[:, :1] * tf.cast(count - span + 1, tf.float32), tf.int32)
+    in_span = inner & (words >= first) & (words < first + span)
+    cut = (uniform(12)[:, :1] < rate) & (count > 0)
+    keep = (ids != PAD_ID) & (~inner | in_span | ~cut)
+    kept = tf.ragged.boolean_mask(ids, keep)
+    return kept.to_tensor(PAD_ID, shape=tf.shape(ids))
 
 
 def mask_tokens(

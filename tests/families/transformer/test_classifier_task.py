@@ -2,10 +2,13 @@
 
 import json
 
+import numpy as np
 import pytest
+import tensorflow as tf
 
-from bigmodel_tf import training
+from bigmodel_tf import registry, training
 from bigmodel_tf.errors import UserError
+from bigmodel_tf.families.transformer.data import SubwordSpec
 from tests.helpers import run_task_test
 
 
@@ -71,3 +74,29 @@ def test_bad_configs_and_datasets_are_refused_before_anything_is_written(tmp_pat
 
 def test_task_builds_fits_saves_and_exports(trained_transformer, tmp_path):
     run_task_test(trained_transformer, tmp_path)
+
+
+def test_the_augmentations_compose_on_training_batches():
+    vocabulary = ("[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]", "a", "b", "##x", "c", "d")
+    spec = SubwordSpec(vocabulary, ("rotten", "fresh"), 16, end_token=True)
+    task = registry.task_for("transformer")
+    ids = tf.constant([[1, 5, 6, 7, 8, 9, 5, 8, 9, 2, 0, 0]] * 64)
+    labels = tf.zeros((64,), tf.int32)
+    assert task.augment(training.make_config("transformer"), spec) is None
+    config = training.make_config(
+        "transformer",
+        overrides={
+            "model.span_sampling": 1.0,
+            "model.word_replacement": 0.5,
+            "model.token_dropout": 0.1,
+        },
+    )
+    augmented, same_labels = task.augment(config, spec)(ids, labels)
+    augmented = augmented.numpy()
+    assert same_labels is labels and augmented.shape == ids.shape
+    # Every text cut to [CLS] + 1-5 words + [SEP] (dropped subwords leave padding between),
+    # its words (maybe replaced) words of the vocabulary.
+    last = [int(np.flatnonzero(row)[-1]) for row in augmented]
+    assert (augmented[:, 0] == 1).all() and max(last) <= 1 + 6
+    assert (augmented[np.arange(64), last] == 2).all()
+    assert set(augmented[augmented > 2].tolist()) <= {5, 6, 7, 8, 9}

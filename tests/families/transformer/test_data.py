@@ -4,7 +4,12 @@ import tensorflow as tf
 
 from bigmodel_tf.errors import UserError
 from bigmodel_tf.families.transformer import data as subwords
-from bigmodel_tf.families.transformer.masking import drop_tokens, mask_tokens
+from bigmodel_tf.families.transformer.masking import (
+    drop_tokens,
+    mask_tokens,
+    replace_words,
+    sample_spans,
+)
 
 VOCABULARY = (*subwords.RESERVED_TOKENS, "a", "good", "film", "bad", "##s", "!", "the")
 
@@ -77,6 +82,11 @@ def test_examples_are_ids_and_labels_and_batches_pad_with_zeros(spec):
     assert sum(len(labels) for _, labels in batches) == 1275
     padding = sum(int((ids == 0).sum()) for ids, _ in batches)
     assert padding < 0.2 * sum(lengths)  # batched by length, little padding
+    # Few batch shapes (each one an XLA compile): the longest text rounded up to 16 tokens.
+    for ids, _ in batches:
+        longest = int((ids != 0).sum(axis=1).max())
+        assert ids.shape[1] % subwords.PAD_MULTIPLE == 0
+        assert longest <= ids.shape[1] < longest + subwords.PAD_MULTIPLE
 
 
 def test_a_dataset_without_text_is_refused():
@@ -160,3 +170,54 @@ def test_word_dropout_drops_inner_subwords_alike_for_alike_batches():
     assert changed[0::2, 1:6].mean() == pytest.approx(0.3, abs=0.05)
     np.testing.assert_array_equal(drop_tokens(ids, 0.3, seed=7), dropped)
     assert (drop_tokens(ids, 0.3, seed=8).numpy() != dropped).any()
+
+
+def test_span_sampling_keeps_runs_of_whole_words_at_the_front():
+    vocabulary = ["[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]", "a", "b", "##x", "c", "d", "##y"]
+    word_starts = tf.constant([not token.startswith("##") for token in vocabulary])
+    # Words: a, bx, c, dy (between [CLS] and [SEP]); a row of one word; a row of none.
+    rows = [[1, 5, 6, 7, 8, 9, 10, 2, 0], [1, 8, 2, 0, 0, 0, 0, 0, 0], [1, 2, 0, 0, 0, 0, 0, 0, 0]]
+    ids = tf.constant(rows * 300)
+    words = {"a": [5], "bx": [6, 7], "c": [8], "dy": [9, 10]}
+    order = ["a", "bx", "c", "dy"]
+    cut = sample_spans(ids, 0.5, word_starts, max_words=2, seed=7).numpy()
+    assert cut.shape == ids.shape
+    spans = set()
+    for row, out in zip(ids.numpy(), cut, strict=True):
+        kept = [int(i) for i in out if i]
+        assert out[: len(kept)].tolist() == kept  # closed up, padding after
+        assert kept[0] == 1 and kept[-1] == 2  # [CLS] and [SEP] stay
+        if row[3] == 0:  # one word or none: nothing to cut
+            assert kept == [int(i) for i in row if i]
+            continue
+        inner = kept[1:-1]
+        # One or two consecutive whole words, or the whole text.
+        runs = {
+            tuple(piece for word in order[i : i + n] for piece in words[word])
+            for n in (1, 2)
+            for i in range(len(order) - n + 1)
+        }
+        assert tuple(inner) in runs | {tuple(row[1:7])}
+        spans.add(tuple(inner))
+    assert len(spans) == len(order) + len(order) - 1 + 1  # every run appears, and whole texts
+    whole = np.mean([(out[1:7] == ids.numpy()[0, 1:7]).all() for out in cut[0::3]])
+    assert whole == pytest.approx(0.5, abs=0.1)
+    np.testing.assert_array_equal(sample_spans(ids, 0.5, word_starts, 2, seed=7), cut)
+    unchanged = sample_spans(ids, 0.0, word_starts, 2, seed=7)
+    np.testing.assert_array_equal(unchanged, ids)
+
+
+def test_word_replacement_swaps_one_subword_words_for_words():
+    vocabulary = ["[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]", "a", "b", "##x", "c", "d", "e"]
+    word_starts = tf.constant([not token.startswith("##") for token in vocabulary])
+    ids = tf.constant([[1, 5, 6, 7, 8, 9, 10, 2, 0]] * 500)  # [CLS] a bx c d e [SEP]
+    replaced = replace_words(ids, 0.3, word_starts, seed=7).numpy()
+    kept = ids.numpy()
+    changed = replaced != kept
+    # [CLS], [SEP], padding and the two pieces of "bx" stay; "a", "c", "d", "e" may change.
+    assert not changed[:, [0, 2, 3, 7, 8]].any()
+    assert changed[:, [1, 4, 5, 6]].mean() == pytest.approx(0.3 * 4 / 5, abs=0.05)
+    # Into words only (never a special token or a "##" piece), each about equally often.
+    assert set(replaced[changed]) <= {5, 6, 8, 9, 10}
+    np.testing.assert_array_equal(replace_words(ids, 0.3, word_starts, seed=7), replaced)
+    assert (replace_words(ids, 0.3, word_starts, seed=8).numpy() != replaced).any()
