@@ -133,7 +133,7 @@ class TransformerClassifierTask(TrainingTask):
         word_starts = tf.constant([not token.startswith("##") for token in spec.vocabulary])
 
         def augment(ids, labels):
-            # Spans first: they close up their rows, and dropping leaves holes.
+            # Dropping last: spans close up their rows, and dropping leaves holes.
             if replace:
                 ids = replace_words(ids, replace, word_starts, seed)
             if spans:

@@ -29,6 +29,14 @@ def _batch_uniform(ids: tf.Tensor, seed: int) -> Callable[..., tf.Tensor]:
     return uniform
 
 
+def _inner(ids: tf.Tensor) -> tf.Tensor:
+    """True at each text's tokens but its first and last (`[CLS]`, and `[SEP]` or a last
+    subword) in a `(batch, time)` batch whose texts start at position 0."""
+    lengths = tf.reduce_sum(tf.cast(ids != PAD_ID, tf.int32), axis=1, keepdims=True)
+    positions = tf.range(tf.shape(ids)[1])[None, :]
+    return (positions > 0) & (positions < lengths - 1)
+
+
 def drop_tokens(ids: tf.Tensor, rate: float, seed: int) -> tf.Tensor:
     """Word dropout (Iyyer et al. 2015) on a `(batch, time)` batch: each subword (not `[PAD]`
     and not the first and last token of a text, `[CLS]` and `[SEP]` or a last subword) becomes
@@ -36,9 +44,7 @@ def drop_tokens(ids: tf.Tensor, rate: float, seed: int) -> tf.Tensor:
     is: a function of `seed` and the batch's ids, so that a resumed run drops what an
     uninterrupted one would."""
     uniform = _batch_uniform(ids, seed)
-    lengths = tf.reduce_sum(tf.cast(ids != PAD_ID, tf.int32), axis=1, keepdims=True)
-    positions = tf.range(tf.shape(ids)[1])[None, :]
-    inner = (positions > 0) & (positions < lengths - 1)
+    inner = _inner(ids)
     dropped = inner & (uniform(0) < rate)
     return tf.where(dropped, tf.constant(PAD_ID, ids.dtype), ids)
 
@@ -58,9 +64,7 @@ def replace_words(ids: tf.Tensor, rate: float, word_starts: tf.Tensor, seed: int
         seed: int. The run's seed.
     """
     uniform = _batch_uniform(ids, seed)
-    lengths = tf.reduce_sum(tf.cast(ids != PAD_ID, tf.int32), axis=1, keepdims=True)
-    positions = tf.range(tf.shape(ids)[1])[None, :]
-    inner = (positions > 0) & (positions < lengths - 1)
+    inner = _inner(ids)
     starts = tf.gather(word_starts, ids)
     # A word of one subword: a word start followed by another word start (or the end).
     next_starts = tf.concat([starts[:, 1:], tf.ones_like(starts[:, :1])], axis=1)
@@ -93,9 +97,7 @@ def sample_spans(
         seed: int. The run's seed.
     """
     uniform = _batch_uniform(ids, seed)
-    lengths = tf.reduce_sum(tf.cast(ids != PAD_ID, tf.int32), axis=1, keepdims=True)
-    positions = tf.range(tf.shape(ids)[1])[None, :]
-    inner = (positions > 0) & (positions < lengths - 1)
+    inner = _inner(ids)
     starts = inner & tf.gather(word_starts, ids)
     words = tf.cumsum(tf.cast(starts, tf.int32), axis=1)  # 1-based word of each inner token
     count = tf.reduce_max(tf.where(inner, words, 0), axis=1, keepdims=True)  # (batch, 1)
