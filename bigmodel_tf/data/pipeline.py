@@ -29,6 +29,23 @@ def epoch_seed(seed: int, epoch: int | tf.Tensor) -> int | tf.Tensor:
     return seed * 1_000_003 + epoch
 
 
+def batch_uniform(ids: tf.Tensor, seed: int) -> Callable[..., tf.Tensor]:
+    """`uniform(offset, **kwargs)`: stateless uniform draws of `ids`' shape, a function of
+    `seed`, the batch's ids and `offset` (one stream per offset).
+
+    What a training batch's augmentation draws from: a resumed run sees the batches an
+    uninterrupted one would (`training_epochs`), so it draws the same numbers too, where a
+    stateful generator would start again from its seed."""
+    content = tf.strings.reduce_join(tf.strings.as_string(tf.reshape(ids, [-1])), separator=",")
+    batch_seed = tf.strings.to_hash_bucket_fast(content, 2**31 - 1)
+
+    def uniform(offset: int, **kwargs) -> tf.Tensor:
+        stream = tf.stack([tf.constant(seed, tf.int64), batch_seed + offset])
+        return tf.random.stateless_uniform(tf.shape(ids), stream, **kwargs)
+
+    return uniform
+
+
 def shard_by_data(batches: tf.data.Dataset) -> tf.data.Dataset:
     """Marks `batches` to be split by element, not by file, across the workers of a cluster."""
     options = tf.data.Options()

@@ -35,6 +35,9 @@ class GruLmConfig:
     dropout: float = option(0.1, min=0.0, max=0.95)
     # Training window (truncated backpropagation through time): the documents' 100 characters.
     sequence_length: int = option(100, min=2, max=10_000)
+    # Training windows from random starts instead of fixed tiles (`language_model.data.
+    # random_windows`); off: the GRU's recipe was measured on fixed windows.
+    random_windows: bool = option(False)
 
 
 PRESETS: dict[str, dict] = {

@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from bigmodel_tf.data import VOCABULARY_FILE, DataOptions, load
+from bigmodel_tf.data.pipeline import batch_uniform
 from bigmodel_tf.errors import UserError
 from bigmodel_tf.io import read_json, write_json
 
@@ -91,7 +92,10 @@ def char_lookup(vocabulary: Sequence[str], *, invert: bool = False) -> keras.lay
 
 
 def lm_examples(
-    texts: tf.data.Dataset, lookup: keras.layers.StringLookup, sequence_length: int
+    texts: tf.data.Dataset,
+    lookup: keras.layers.StringLookup,
+    sequence_length: int,
+    spare: int = 0,
 ) -> tf.data.Dataset:
     """Next-character examples: each text's ids cut into non-overlapping windows.
 
@@ -103,17 +107,28 @@ def lm_examples(
         texts: tf.data.Dataset. Scalar strings (UTF-8).
         lookup: keras.layers.StringLookup. Characters to ids (`char_lookup`).
         sequence_length: int. Length of each input and target sequence.
+        spare: int. Ids each window carries on past its end (the start of the next window),
+            for `random_windows` to cut a window of `sequence_length` from anywhere in it; a
+            window without them is dropped. Defaults to 0.
 
     Returns:
-        A dataset of unbatched `(inputs, targets)` int32 pairs of shape `(sequence_length,)`.
+        A dataset of unbatched `(inputs, targets)` int32 pairs of shape
+        `(sequence_length + spare,)`.
     """
     if sequence_length < 1:
         raise ValueError(f"sequence_length must be at least 1, not {sequence_length}")
+    if not 0 <= spare <= sequence_length + 1:
+        raise ValueError(f"spare must be in [0, sequence_length + 1], not {spare}")
     window = sequence_length + 1
 
     def windows(text: tf.Tensor) -> tf.data.Dataset:
         ids = tf.cast(lookup(_characters(text)), tf.int32)
-        rows = tf.reshape(ids[: tf.size(ids) // window * window], (-1, window))
+        count = (tf.size(ids) - spare) // window
+        if spare:  # each row: its window, then the next window's first `spare` ids
+            starts = tf.range(tf.maximum(count, 0))[:, None] * window
+            rows = tf.gather(ids, starts + tf.range(window + spare)[None, :])
+        else:
+            rows = tf.reshape(ids[: count * window], (-1, window))
         return tf.data.Dataset.from_tensor_slices((rows[:, :-1], rows[:, 1:]))
 
     return texts.flat_map(windows)
@@ -182,7 +197,11 @@ def char_spec(
 
 
 def char_examples(
-    dataset: str, split: str, spec: CharSpec, options: DataOptions | None = None
+    dataset: str,
+    split: str,
+    spec: CharSpec,
+    options: DataOptions | None = None,
+    spare: int = 0,
 ) -> tf.data.Dataset:
     """Unbatched `(inputs, targets)` int32 examples of `split` (see `lm_examples`), cached.
 
@@ -191,9 +210,31 @@ def char_examples(
         split: str. A TFDS split expression (`train`, `validation[:50%]`).
         spec: CharSpec. From `char_spec`.
         options: DataOptions. How own data (`text:PATH`) is read and split.
+        spare: int. Ids past each window's end (`lm_examples`). Defaults to 0.
     """
     lookup = char_lookup(spec.vocabulary)
-    return lm_examples(_texts(dataset, split, options), lookup, spec.sequence_length).cache()
+    texts = _texts(dataset, split, options)
+    return lm_examples(texts, lookup, spec.sequence_length, spare).cache()
+
+
+def random_windows(
+    inputs: tf.Tensor, targets: tf.Tensor, sequence_length: int, seed: int
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """A batch of `(batch, sequence_length)` examples cut from a batch of longer ones (`spare`
+    ids past each window, `lm_examples`), each row from its own random start.
+
+    Fixed windows show a model every character at the same place in the same window every
+    epoch; a random start shows it with a different past each time. Random as
+    `data.pipeline.batch_uniform` is: a resumed run cuts what an uninterrupted one would.
+    """
+    spare = inputs.shape[1] - sequence_length
+    uniform = batch_uniform(inputs, seed)
+    starts = uniform(0, minval=0, maxval=spare + 1, dtype=tf.int32)[:, :1]  # (batch, 1)
+    positions = starts + tf.range(sequence_length)[None, :]
+    return (
+        tf.gather(inputs, positions, batch_dims=1),
+        tf.gather(targets, positions, batch_dims=1),
+    )
 
 
 def char_streams(

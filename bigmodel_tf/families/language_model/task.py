@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,12 @@ import tensorflow as tf
 
 from bigmodel_tf.data.pipeline import Batcher
 from bigmodel_tf.families.language_model.components import BitsPerCharacter, TextSample
-from bigmodel_tf.families.language_model.data import CharSpec, char_examples, char_spec
+from bigmodel_tf.families.language_model.data import (
+    CharSpec,
+    char_examples,
+    char_spec,
+    random_windows,
+)
 from bigmodel_tf.families.language_model.report import sample_sections
 from bigmodel_tf.report.sections import Section
 from bigmodel_tf.training.config import RunConfig
@@ -30,7 +36,15 @@ class LanguageModelTask(TrainingTask):
         return char_spec(config.dataset, run_dir, config.model.sequence_length, config.data)
 
     def examples(self, config: RunConfig, split: str, spec: CharSpec) -> tf.data.Dataset:
-        return char_examples(config.dataset, split, spec, config.data)
+        # Random training windows are cut from one window and the next one's first part.
+        spare = spec.sequence_length if split == "train" and config.model.random_windows else 0
+        return char_examples(config.dataset, split, spec, config.data, spare)
+
+    def augment(self, config: RunConfig, spec: CharSpec) -> Callable | None:
+        if not config.model.random_windows:
+            return None
+        length, seed = spec.sequence_length, config.train.seed
+        return lambda inputs, targets: random_windows(inputs, targets, length, seed)
 
     def batcher(self, config: RunConfig, spec: CharSpec, batch_size: int) -> Batcher:
         # Every batch the same shape (XLA compiles once); drops at most batch_size - 1 windows.

@@ -49,6 +49,9 @@ class TransformerLmConfig(BackboneConfig):
     # Training window and context: the most characters a prediction can see. 128 rather than
     # 256 halves the attention's cost per character, buying more optimizer steps.
     sequence_length: int = option(128, min=2, max=8192)
+    # Each training window cut from a random start (`language_model.data.random_windows`)
+    # rather than from fixed tiles of the text, so no epoch repeats another's windows.
+    random_windows: bool = option(False)
     # GPT-2's initialisation learns faster here than Keras' Glorot defaults; with it the
     # embeddings are not scaled by √hidden_dim (that would make them 14x the positions').
     init_std: float = option(0.02, min=0.0, max=1.0)

@@ -8,25 +8,11 @@ resumed run changes each batch as an uninterrupted run would have.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import tensorflow as tf
 
 from bigmodel_tf.data import PAD_ID
+from bigmodel_tf.data.pipeline import batch_uniform
 from bigmodel_tf.families.transformer.data import CLS_ID, MASK_ID, RESERVED_TOKENS
-
-
-def _batch_uniform(ids: tf.Tensor, seed: int) -> Callable[..., tf.Tensor]:
-    """`uniform(offset, **kwargs)`: stateless uniform draws of `ids`' shape, a function of
-    `seed`, the batch's ids and `offset` (one stream per offset)."""
-    content = tf.strings.reduce_join(tf.strings.as_string(tf.reshape(ids, [-1])), separator=",")
-    batch_seed = tf.strings.to_hash_bucket_fast(content, 2**31 - 1)
-
-    def uniform(offset: int, **kwargs) -> tf.Tensor:
-        stream = tf.stack([tf.constant(seed, tf.int64), batch_seed + offset])
-        return tf.random.stateless_uniform(tf.shape(ids), stream, **kwargs)
-
-    return uniform
 
 
 def _inner(ids: tf.Tensor) -> tf.Tensor:
@@ -43,7 +29,7 @@ def drop_tokens(ids: tf.Tensor, rate: float, seed: int) -> tf.Tensor:
     `[PAD]` with probability `rate`, which the models read as absent. Random as `mask_tokens`
     is: a function of `seed` and the batch's ids, so that a resumed run drops what an
     uninterrupted one would."""
-    uniform = _batch_uniform(ids, seed)
+    uniform = batch_uniform(ids, seed)
     inner = _inner(ids)
     dropped = inner & (uniform(0) < rate)
     return tf.where(dropped, tf.constant(PAD_ID, ids.dtype), ids)
@@ -63,7 +49,7 @@ def replace_words(ids: tf.Tensor, rate: float, word_starts: tf.Tensor, seed: int
             `##` pieces); the special tokens are never drawn.
         seed: int. The run's seed.
     """
-    uniform = _batch_uniform(ids, seed)
+    uniform = batch_uniform(ids, seed)
     inner = _inner(ids)
     starts = tf.gather(word_starts, ids)
     # A word of one subword: a word start followed by another word start (or the end).
@@ -96,7 +82,7 @@ def sample_spans(
         max_words: int. Longest span, in words.
         seed: int. The run's seed.
     """
-    uniform = _batch_uniform(ids, seed)
+    uniform = batch_uniform(ids, seed)
     inner = _inner(ids)
     starts = inner & tf.gather(word_starts, ids)
     words = tf.cumsum(tf.cast(starts, tf.int32), axis=1)  # 1-based word of each inner token
@@ -131,7 +117,7 @@ def mask_tokens(
         ids at `mask_positions`, and float32 weights, 1 where a position was selected and 0
         where it only fills the row.
     """
-    uniform = _batch_uniform(ids, seed)
+    uniform = batch_uniform(ids, seed)
     time = tf.shape(ids)[1]
     selected = (uniform(0) < rate) & (ids != PAD_ID) & (ids != CLS_ID)
     predictions = tf.cast(tf.math.ceil(2 * rate * tf.cast(time, tf.float32)), tf.int32)

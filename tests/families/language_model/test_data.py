@@ -65,6 +65,40 @@ def test_windows_are_per_text_and_targets_are_inputs_shifted_by_one():
     assert decoded == [("abc", "bcd"), ("efg", "fgh"), ("klm", "lmn")]
 
 
+def test_spare_ids_carry_each_window_into_the_next():
+    strings = ("abcdefghij", "xy", "klmnop")
+    vocabulary = text.build_vocabulary(texts(*strings))
+    lookup, inverse = text.char_lookup(vocabulary), text.char_lookup(vocabulary, invert=True)
+    examples = text.lm_examples(texts(*strings), lookup, sequence_length=3, spare=2)
+    decoded = [
+        (text.ids_to_text(inputs, inverse), text.ids_to_text(targets, inverse))
+        for inputs, targets in examples.as_numpy_iterator()
+    ]
+    # The same windows of 4 as without spare ids, each with the next 2 ids; "ijkl"'s window
+    # lacks them (the text ends), so it is dropped, as "xy" is.
+    assert decoded == [("abcde", "bcdef"), ("efghi", "fghij"), ("klmno", "lmnop")]
+    with pytest.raises(ValueError, match="spare"):
+        text.lm_examples(texts("abc"), lookup, sequence_length=3, spare=5)
+
+
+def test_random_windows_cut_shifted_pairs_from_seeded_random_starts():
+    rows = np.arange(64)[:, None] * 100 + np.arange(12)[None, :]  # row r: r*100 .. r*100+11
+    inputs, targets = tf.constant(rows[:, :-1], tf.int32), tf.constant(rows[:, 1:], tf.int32)
+    cut_inputs, cut_targets = text.random_windows(inputs, targets, sequence_length=8, seed=1)
+    cut_inputs, cut_targets = cut_inputs.numpy(), cut_targets.numpy()
+    assert cut_inputs.shape == cut_targets.shape == (64, 8)
+    starts = cut_inputs[:, 0] - rows[:, 0]
+    # Each row a contiguous piece of its own row, from any of the 4 possible starts.
+    np.testing.assert_array_equal(cut_inputs, rows[:, :1] + starts[:, None] + np.arange(8))
+    np.testing.assert_array_equal(cut_targets, cut_inputs + 1)
+    assert set(starts) == {0, 1, 2, 3}
+    # A function of the seed and the batch: the same batch is cut the same way again.
+    again, _ = text.random_windows(inputs, targets, sequence_length=8, seed=1)
+    other, _ = text.random_windows(inputs, targets, sequence_length=8, seed=2)
+    np.testing.assert_array_equal(again.numpy(), cut_inputs)
+    assert not np.array_equal(other.numpy(), cut_inputs)
+
+
 def test_sequence_length_must_be_positive():
     with pytest.raises(ValueError, match="at least 1"):
         text.lm_examples(texts("abc"), text.char_lookup([text.OOV_TOKEN, "a"]), sequence_length=0)

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from bigmodel_tf import training
+from bigmodel_tf import registry, training
 from bigmodel_tf.errors import UserError
 from tests.helpers import run_cli, run_task_test
 
@@ -41,6 +41,21 @@ def test_a_width_that_does_not_split_into_heads_is_refused(tmp_path):
     with pytest.raises(UserError, match=r"must be a multiple of model\.num_heads=4"):
         training.train(config, tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_random_windows_cut_training_batches_and_leave_evaluation_alone(tmp_path):
+    config = training.make_config(
+        "transformer-lm",
+        overrides={"model.sequence_length": 16, "model.random_windows": True},
+    )
+    task = registry.task_for("transformer-lm")
+    spec = task.prepare(config, tmp_path)
+    train = next(iter(task.examples(config, "train", spec)))
+    validation = next(iter(task.examples(config, "validation", spec)))
+    assert train[0].shape == (32,) and validation[0].shape == (16,)
+    inputs, targets = task.augment(config, spec)(*(t[None] for t in train))
+    assert inputs.shape == targets.shape == (1, 16)
+    assert task.augment(training.make_config("transformer-lm"), spec) is None
 
 
 @pytest.mark.slow  # trains the tiny Transformer LM: ~60 s on 2 cores
