@@ -50,7 +50,8 @@ class TransformerLmConfig(BackboneConfig):
     # 256 halves the attention's cost per character, buying more optimizer steps.
     sequence_length: int = option(128, min=2, max=8192)
     # Each training window cut from a random start (`language_model.data.random_windows`)
-    # rather than from fixed tiles of the text, so no epoch repeats another's windows.
+    # rather than from fixed tiles of the text, so no epoch repeats another's windows. Off:
+    # it fit the training plays' other passages better and the unseen plays worse.
     random_windows: bool = option(False)
     # GPT-2's initialisation learns faster here than Keras' Glorot defaults; with it the
     # embeddings are not scaled by √hidden_dim (that would make them 14x the positions').
