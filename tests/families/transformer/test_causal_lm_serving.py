@@ -127,7 +127,7 @@ def test_int8_step_keeps_attention_on_xnnpack_and_the_report_says_what_to_ship(e
 
 def test_int8_step_keeps_layer_norm_statistics_in_float(exported):
     # One int8 scale for every row's variance is the int8 file's largest error once training
-    # has grown the residual stream (+0.047 nats/char on a default model, +0.010 without it).
+    # has grown the residual stream (docs/results.md, the language model's int8 note).
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=str(exported / "model_int8.tflite"))
