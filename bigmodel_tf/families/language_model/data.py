@@ -123,12 +123,10 @@ def lm_examples(
 
     def windows(text: tf.Tensor) -> tf.data.Dataset:
         ids = tf.cast(lookup(_characters(text)), tf.int32)
-        count = (tf.size(ids) - spare) // window
-        if spare:  # each row: its window, then the next window's first `spare` ids
-            starts = tf.range(tf.maximum(count, 0))[:, None] * window
-            rows = tf.gather(ids, starts + tf.range(window + spare)[None, :])
-        else:
-            rows = tf.reshape(ids[: count * window], (-1, window))
+        # Row i: window i, then the next window's first `spare` ids.
+        count = tf.maximum((tf.size(ids) - spare) // window, 0)
+        starts = tf.range(count)[:, None] * window
+        rows = tf.gather(ids, starts + tf.range(window + spare)[None, :])
         return tf.data.Dataset.from_tensor_slices((rows[:, :-1], rows[:, 1:]))
 
     return texts.flat_map(windows)
