@@ -17,6 +17,8 @@ import math
 import keras
 from keras import ops
 
+from bigmodel_tf.layers.dense import dense_over_last_axis
+
 # Before the softmax, a masked score becomes its row's smallest score minus this margin, so its
 # weight is at most e^-30 (~1e-13) of the largest one before it is set to 0, while the scores'
 # range (which full-int8 quantisation must represent) stays near that of the real scores. The
@@ -144,9 +146,9 @@ class MultiHeadAttention(keras.layers.Layer):
         key = value if key is None else key
         if (cache is None) != (cache_index is None):
             raise ValueError("`cache` and `cache_index` go together")
-        query = self._split_heads(self.query_dense(query))  # (batch, heads, time, key_dim)
-        key = self._split_heads(self.key_dense(key))  # (batch, heads, source, key_dim)
-        value = self._split_heads(self.value_dense(value))  # (batch, heads, source, key_dim)
+        query = self._split_heads(self.query_dense, query)  # (batch, heads, time, key_dim)
+        key = self._split_heads(self.key_dense, key)  # (batch, heads, source, key_dim)
+        value = self._split_heads(self.value_dense, value)  # (batch, heads, source, key_dim)
         if cache is not None:
             # One write into the whole cache rather than slicing out this layer's part and
             # joining it back: XLA then updates the shared buffer in place instead of copying it.
@@ -163,16 +165,19 @@ class MultiHeadAttention(keras.layers.Layer):
             0 if cache_index is None else cache_index,
         )
         output, weights = self._compute_attention(query, key, value, mask, training)
-        outputs = (self.output_dense(output),)
+        outputs = (dense_over_last_axis(self.output_dense, output),)
         if return_attention_scores:
             outputs += (weights,)
         if cache is not None:
             outputs += (cache,)
         return outputs[0] if len(outputs) == 1 else outputs
 
-    def _split_heads(self, x):
-        """`(batch, time, heads * key_dim)` -> `(batch, heads, time, key_dim)`."""
-        x = ops.reshape(x, (*ops.shape(x)[:-1], self.num_heads, self.key_dim))
+    def _split_heads(self, projection, x):
+        """`projection` of `(batch, time, features)` split into `(batch, heads, time, key_dim)`.
+
+        `-1` for the batch, so that a graph whose batch is unknown needs no shape arithmetic."""
+        x = dense_over_last_axis(projection, x)
+        x = ops.reshape(x, (-1, ops.shape(x)[1], self.num_heads, self.key_dim))
         return ops.transpose(x, (0, 2, 1, 3))
 
     def _compute_attention_mask(
@@ -204,7 +209,8 @@ class MultiHeadAttention(keras.layers.Layer):
         weights = masked_softmax(scores, mask)
         output = ops.matmul(self.dropout_layer(weights, training=training), value)
         output = ops.transpose(output, (0, 2, 1, 3))  # (batch, time, heads, key_dim)
-        return ops.reshape(output, (*ops.shape(output)[:2], -1)), weights
+        width = self.num_heads * self.key_dim
+        return ops.reshape(output, (-1, ops.shape(output)[1], width)), weights
 
     def compute_output_shape(self, query_shape, value_shape=None, key_shape=None):
         return (*query_shape[:-1], self.output_dim or query_shape[-1])

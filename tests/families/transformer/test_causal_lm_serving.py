@@ -143,6 +143,16 @@ def test_int8_step_keeps_layer_norm_statistics_in_float(exported):
     assert {tensor["dtype"] for tensor in means} == {np.float32}
 
 
+def test_the_step_computes_no_shapes_at_run_time(exported):
+    # Its batch is unknown: Keras' rank-3 Dense and reshapes by `ops.shape` would leave shape
+    # arithmetic in the file (`layers.dense`); one SHAPE broadcasts the position embedding.
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(exported / "model_float32.tflite"))
+    names = [op["op_name"] for op in interpreter._get_ops_details()]
+    assert "REDUCE_PROD" not in names and names.count("SHAPE") <= 1, sorted(set(names))
+
+
 def test_verify_reproduces_the_report(exported):
     _, mismatches = verify(exported)
     assert mismatches == []
