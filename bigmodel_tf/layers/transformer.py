@@ -16,6 +16,7 @@ from __future__ import annotations
 import keras
 
 from bigmodel_tf.layers.attention import MultiHeadAttention
+from bigmodel_tf.layers.dense import dense_over_last_axis
 
 
 class _TransformerBlock(keras.layers.Layer):
@@ -29,6 +30,7 @@ class _TransformerBlock(keras.layers.Layer):
         intermediate_dim: int,
         dropout: float = 0.0,
         activation: str = "gelu",
+        attention_dropout: float | None = None,
         norm_first: bool = True,
         layer_norm_epsilon: float = 1e-5,
         **kwargs,
@@ -37,6 +39,7 @@ class _TransformerBlock(keras.layers.Layer):
         self.num_heads = num_heads
         self.intermediate_dim = intermediate_dim
         self.dropout = dropout
+        self.attention_dropout = attention_dropout
         self.activation = activation
         self.norm_first = norm_first
         self.layer_norm_epsilon = layer_norm_epsilon
@@ -47,7 +50,11 @@ class _TransformerBlock(keras.layers.Layer):
             raise ValueError(f"the width {dim} must be a multiple of num_heads={self.num_heads}")
         common = {"dtype": self.dtype_policy}
         self.attention = MultiHeadAttention(
-            self.num_heads, dim // self.num_heads, dropout=self.dropout, name="attention", **common
+            self.num_heads,
+            dim // self.num_heads,
+            dropout=self.dropout if self.attention_dropout is None else self.attention_dropout,
+            name="attention",
+            **common,
         )
         self.attention.build(input_shape)
         self.attention_norm = keras.layers.LayerNormalization(
@@ -88,7 +95,7 @@ class _TransformerBlock(keras.layers.Layer):
         residual = x
         if self.norm_first:
             x = self.output_norm(x)
-        x = self.output_dense(self.intermediate(x))
+        x = dense_over_last_axis(self.output_dense, dense_over_last_axis(self.intermediate, x))
         x = residual + self.dropout_layer(x, training=training)
         if not self.norm_first:
             x = self.output_norm(x)
@@ -105,6 +112,7 @@ class _TransformerBlock(keras.layers.Layer):
                 "intermediate_dim": self.intermediate_dim,
                 "dropout": self.dropout,
                 "activation": self.activation,
+                "attention_dropout": self.attention_dropout,
                 "norm_first": self.norm_first,
                 "layer_norm_epsilon": self.layer_norm_epsilon,
             }
@@ -121,6 +129,8 @@ class TransformerEncoderBlock(_TransformerBlock):
         intermediate_dim: int. Width of the feed-forward network's hidden layer.
         dropout: float. Dropout on the attention weights and on each residual branch while
             training. Defaults to 0.0.
+        attention_dropout: float. Dropout on the attention weights instead; None for
+            `dropout`. Defaults to None.
         activation: str. The feed-forward activation, e.g. `"gelu"` or `"relu"`. Defaults to
             `"gelu"`.
         norm_first: bool. Pre-norm (`True`) or the original post-norm. Defaults to `True`.

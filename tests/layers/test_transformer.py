@@ -63,10 +63,25 @@ def test_dropout_only_while_training():
     assert not np.allclose(block(x, training=True), block(x))
 
 
+def test_attention_dropout_apart_from_the_branches_dropout():
+    default = TransformerEncoderBlock(2, 16, dropout=0.3)
+    apart = TransformerEncoderBlock(2, 16, dropout=0.3, attention_dropout=0.0)
+    for block in (default, apart):
+        block.build((2, 4, DIM))
+    assert default.attention.dropout == 0.3
+    assert (apart.attention.dropout, apart.dropout_layer.rate) == (0.0, 0.3)
+
+
 @pytest.mark.parametrize("block_class", [TransformerEncoderBlock, TransformerDecoderBlock])
 def test_config_round_trip_and_keras_file(block_class, tmp_path):
     block = block_class(
-        4, 12, dropout=0.1, activation="relu", norm_first=False, layer_norm_epsilon=1e-6
+        4,
+        12,
+        dropout=0.1,
+        attention_dropout=0.05,
+        activation="relu",
+        norm_first=False,
+        layer_norm_epsilon=1e-6,
     )
     clone = block_class.from_config(block.get_config())
     assert clone.get_config() == block.get_config()

@@ -174,6 +174,14 @@ def test_gpt2_initialisation_shrinks_the_residual_projections():
     assert not np.any(block.intermediate.bias.numpy())
 
 
+def test_config_can_keep_dropout_off_the_attention_weights():
+    backbone = tiny_model("learned", dropout=0.1, attention_dropout=False).backbone
+    (block, *_) = backbone.blocks
+    assert (block.attention.dropout, block.dropout_layer.rate) == (0.0, 0.1)
+    assert backbone.embedding_dropout.rate == 0.1
+    assert tiny_model("learned", dropout=0.1).backbone.blocks[0].attention.dropout == 0.1
+
+
 def test_fit_reduces_the_loss_on_a_repeated_batch():
     keras.utils.set_random_seed(1)
     config = dataclasses.replace(
