@@ -179,7 +179,8 @@ def test_config_can_keep_dropout_off_the_attention_weights():
     (block, *_) = backbone.blocks
     assert (block.attention.dropout, block.dropout_layer.rate) == (0.0, 0.1)
     assert backbone.embedding_dropout.rate == 0.1
-    assert tiny_model("learned", dropout=0.1).backbone.blocks[0].attention.dropout == 0.1
+    with_it = tiny_model("learned", dropout=0.1, attention_dropout=True).backbone
+    assert with_it.blocks[0].attention.dropout == 0.1
 
 
 def test_fit_reduces_the_loss_on_a_repeated_batch():
