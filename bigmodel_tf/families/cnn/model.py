@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import keras
 
 from bigmodel_tf.config import option
+from bigmodel_tf.families.cnn.augmentation import RandomAffine
 
 
 @dataclass
@@ -82,9 +83,7 @@ def build_cnn(
     inputs = keras.Input(shape=input_shape, name="images")
     x = inputs
     if config.augment:
-        x = keras.layers.RandomTranslation(0.1, 0.1, fill_mode="constant", seed=seed)(x)
-        x = keras.layers.RandomRotation(0.03, fill_mode="constant", seed=seed + 1)(x)
-        x = keras.layers.RandomZoom(0.1, fill_mode="constant", seed=seed + 2)(x)
+        x = RandomAffine(seed=seed, name="augment")(x)
     for block, filters in enumerate(config.filters):
         if block:
             x = keras.layers.MaxPooling2D(name=f"pool{block}")(x)

@@ -14,12 +14,10 @@ from typing import Any
 import numpy as np
 
 from bigmodel_tf.bench.harness import Peer
+from bigmodel_tf.families.cnn.augmentation import SHIFT, TURN, ZOOM
 from bigmodel_tf.families.cnn.model import CnnConfig
 from bigmodel_tf.training.config import RunConfig
 
-# Keras' augmentation ranges in `build_cnn`: shifts of up to 10% of each side, turns of up to
-# 0.03 of a full turn, zooms of up to 10% in or out.
-SHIFT, TURN, ZOOM = 0.1, 0.03 * 2 * math.pi, 0.1
 
 
 def build_torch_cnn(config: CnnConfig, input_shape: tuple[int, int, int], num_classes: int) -> Any:
@@ -28,7 +26,7 @@ def build_torch_cnn(config: CnnConfig, input_shape: tuple[int, int, int], num_cl
     from torch import nn
 
     class RandomAffine(nn.Module):
-        """Keras' three augmentation layers as one random affine map per image while training
+        """`augmentation.RandomAffine`: one random affine map per image while training
         (bilinear, zeros outside), drawn and applied to the whole batch at once."""
 
         def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -39,7 +37,7 @@ def build_torch_cnn(config: CnnConfig, input_shape: tuple[int, int, int], num_cl
             def uniform(bound: float) -> torch.Tensor:
                 return (torch.rand(count) * 2 - 1) * bound
 
-            angle, scale = uniform(TURN), 1 + uniform(ZOOM)
+            angle, scale = uniform(TURN * 2 * math.pi), 1 + uniform(ZOOM)
             cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
             # A turn in pixels, in the [-1, 1] coordinates of `affine_grid`.
             theta = torch.stack(
