@@ -19,7 +19,6 @@ from bigmodel_tf.families.cnn.model import CnnConfig
 from bigmodel_tf.training.config import RunConfig
 
 
-
 def build_torch_cnn(config: CnnConfig, input_shape: tuple[int, int, int], num_classes: int) -> Any:
     """`model.build_cnn`'s network as a `torch.nn.Module` from NCHW images to class logits."""
     import torch
