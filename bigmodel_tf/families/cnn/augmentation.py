@@ -48,7 +48,7 @@ class RandomAffine(keras.layers.Layer):
         seed: int | None = None,
         **kwargs,
     ):
-        # Resampling runs in float32 whatever the model computes in (bf16 has no kernel for it).
+        # Resampling runs in float32 whatever the model computes in: the pixels stay exact.
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         self.shift, self.turn, self.zoom, self.seed = shift, turn, zoom, seed
