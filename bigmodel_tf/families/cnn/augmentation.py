@@ -48,7 +48,8 @@ class RandomAffine(keras.layers.Layer):
         seed: int | None = None,
         **kwargs,
     ):
-        # Resampling runs in float32 whatever the model computes in: the pixels stay exact.
+        # Resampling runs in float32 whatever the model computes in: pixels are interpolated before
+        # any rounding to bf16.
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         self.shift, self.turn, self.zoom, self.seed = shift, turn, zoom, seed
