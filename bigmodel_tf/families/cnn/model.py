@@ -16,6 +16,7 @@ import keras
 
 from bigmodel_tf.config import option
 from bigmodel_tf.families.cnn.augmentation import RandomAffine
+from bigmodel_tf.layers.normalization import FusedBatchNormalization
 
 
 @dataclass
@@ -101,7 +102,7 @@ def build_cnn(
             if config.batch_norm:
                 # momentum 0.9, not Keras' 0.99: with ~55 steps an epoch the slow moving
                 # averages lag the weights so far that validation accuracy collapsed to ~10%.
-                x = keras.layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
+                x = FusedBatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
                 x = keras.layers.ReLU(name=f"{name}_relu")(x)
     if config.pooling == "flatten":
         x = keras.layers.Flatten(name="flatten")(x)

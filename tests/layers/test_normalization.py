@@ -1,0 +1,88 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bigmodel_tf.layers.normalization import FusedBatchNormalization
+
+
+def pair(momentum=0.9, shape=(4, 5, 6, 3)):
+    """Keras' layer and ours with the same non-trivial weights."""
+    rng = np.random.default_rng(0)
+    keras_bn = keras.layers.BatchNormalization(momentum=momentum)
+    fused = FusedBatchNormalization(momentum=momentum)
+    keras_bn.build(shape)
+    fused.build(shape)
+    channels = shape[-1]
+    weights = [
+        rng.normal(1.0, 0.2, channels),  # gamma
+        rng.normal(0.0, 0.2, channels),  # beta
+        rng.normal(0.5, 0.2, channels),  # moving mean
+        rng.uniform(0.5, 2.0, channels),  # moving variance
+    ]
+    keras_bn.set_weights(weights)
+    fused.set_weights(weights)
+    x = rng.normal(2.0, 3.0, shape).astype("float32")
+    return keras_bn, fused, x
+
+
+def test_training_step_matches_keras():
+    keras_bn, fused, x = pair()
+    initial_variance = keras_bn.moving_variance.numpy()
+    x = tf.constant(x)
+    results = []
+    for layer in (keras_bn, fused):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(y * tf.cos(y))  # a loss whose gradient is not constant
+        grads = tape.gradient(loss, [x, layer.gamma.value, layer.beta.value])
+        results.append((y, grads, layer.moving_mean.numpy(), layer.moving_variance.numpy()))
+    (y_k, grads_k, mean_k, var_k), (y_f, grads_f, mean_f, var_f) = results
+    np.testing.assert_allclose(y_f, y_k, rtol=1e-4, atol=1e-4)
+    for g_f, g_k in zip(grads_f, grads_k, strict=True):
+        np.testing.assert_allclose(g_f, g_k, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(mean_f, mean_k, rtol=1e-5)
+    # The kernel's moving variance takes the unbiased batch variance: n / (n - 1) of Keras'.
+    n = x.shape[0] * x.shape[1] * x.shape[2]
+    batch_variance = tf.math.reduce_variance(x, axis=(0, 1, 2)).numpy()
+    np.testing.assert_allclose(var_k, 0.9 * initial_variance + 0.1 * batch_variance, rtol=1e-5)
+    unbiased = batch_variance * n / (n - 1)
+    np.testing.assert_allclose(var_f, 0.9 * initial_variance + 0.1 * unbiased, rtol=1e-5)
+
+
+def test_inference_is_keras_own():
+    keras_bn, fused, x = pair()
+    np.testing.assert_array_equal(fused(x, training=False), keras_bn(x, training=False))
+
+
+def test_bfloat16_batches_stay_bfloat16():
+    _, fused, x = pair()
+    layer = FusedBatchNormalization(dtype="mixed_bfloat16")
+    layer.build(x.shape)
+    layer.set_weights(fused.get_weights())
+    y = layer(tf.cast(x, tf.bfloat16), training=True)
+    assert y.dtype == tf.bfloat16
+    assert layer.moving_mean.dtype == "float32"
+    np.testing.assert_allclose(
+        tf.cast(y, tf.float32), fused(x, training=True), rtol=0.05, atol=0.05
+    )
+
+
+@pytest.mark.parametrize("shape", [(6, 3), (2, 3, 4, 5, 3)])
+def test_other_ranks_take_keras_path(shape):
+    keras_bn, fused, x = pair(shape=shape)
+    np.testing.assert_allclose(fused(x, training=True), keras_bn(x, training=True), rtol=1e-5)
+    np.testing.assert_allclose(fused.moving_variance, keras_bn.moving_variance, rtol=1e-6)
+
+
+def test_saves_and_loads_safely(tmp_path):
+    inputs = keras.Input((5, 6, 3))
+    model = keras.Model(inputs, FusedBatchNormalization(momentum=0.8)(inputs))
+    path = tmp_path / "bn.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    layer = loaded.layers[-1]
+    assert isinstance(layer, FusedBatchNormalization) and layer.momentum == 0.8
+    x = np.random.default_rng(1).normal(size=(2, 5, 6, 3)).astype("float32")
+    np.testing.assert_array_equal(loaded(x), model(x))
