@@ -213,9 +213,10 @@ def _train(
     inputs = run_inputs(config, task, strategy, out_dir)
     spec, steps_per_epoch = inputs.spec, inputs.steps_per_epoch
     write_json(out_dir / "config.json", config.to_dict())
-    settings = _settings(config, task, strategy, out_dir, verbose)
+    settings = settings_for(config, task)
     with strategy.scope(), dtype_policy(settings.precision):
         model = _compiled_model(config, task, spec, teacher_dir, steps_per_epoch, settings)
+    _record_settings(_as_compiled(settings, model), strategy, out_dir, verbose)
 
     backup = StepBackup(backup_dir, train_cfg.backup_steps, steps_per_epoch)
     step = _resumed_at(backup, backup_dir, model, strategy, run_dir, steps_per_epoch)
@@ -261,20 +262,24 @@ def _train(
     return {**metrics, "run_dir": str(run_dir)}
 
 
-def _settings(
-    config: RunConfig,
-    task: TrainingTask,
-    strategy: tf.distribute.Strategy,
-    out_dir: Path,
-    verbose: int | str,
-) -> Settings:
-    """The precision and XLA choice the run trains with, kept in `settings.json` and said once
-    (by the chief)."""
-    settings = settings_for(config, task)
+def _as_compiled(settings: Settings, model: keras.Model) -> Settings:
+    """`settings` as `model` was compiled with them: Keras leaves XLA off (with a warning) when a
+    layer says it cannot be compiled, such as an image augmentation XLA has no kernel for."""
+    if not settings.jit_compile or model.jit_compile:
+        return settings
+    layers = sorted({layer.name for layer in model._flatten_layers() if not layer.supports_jit})
+    why = f"{settings.why}, but XLA off: XLA cannot compile {', '.join(layers)}"
+    return Settings(settings.precision, False, why)
+
+
+def _record_settings(
+    settings: Settings, strategy: tf.distribute.Strategy, out_dir: Path, verbose: int | str
+) -> None:
+    """Keeps the precision and XLA choice the run trains with in `settings.json` and says it
+    once (by the chief)."""
     write_json(out_dir / "settings.json", settings.to_dict())
     if verbose and is_chief(strategy):
         print(f"Settings: {settings.why}", file=sys.stderr)
-    return settings
 
 
 def _resumed_at(

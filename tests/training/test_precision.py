@@ -106,6 +106,17 @@ def test_a_mixed_bfloat16_run_learns_and_is_evaluated_in_float32(tmp_path):
     assert result["test"]["accuracy"] > 0.6
 
 
+def test_a_run_says_when_keras_leaves_xla_off(tmp_path):
+    # The CNN's augmentation resamples with an op XLA has no kernel for.
+    overrides = {**TINY_CNN, "model.augment": True, "train.epochs": 1}
+    overrides.update({"train.max_steps_per_epoch": 2, "train.jit_compile": "true"})
+    with pytest.warns(UserWarning, match="jit_compile=False"):
+        training.train(training.make_config("cnn", overrides=overrides), tmp_path, verbose=0)
+    settings = read_json(tmp_path / "settings.json")
+    assert settings["jit_compile"] is False
+    assert settings["why"].endswith("XLA off: XLA cannot compile augment"), settings["why"]
+
+
 def test_a_pretrained_encoder_is_decided_on_its_own_measurement(cpu_with):
     cpu_with("amx_bf16")
     task = registry.task_for("transformer")

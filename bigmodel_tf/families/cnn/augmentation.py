@@ -54,6 +54,9 @@ class RandomAffine(keras.layers.Layer):
         super().__init__(**kwargs)
         self.shift, self.turn, self.zoom, self.seed = shift, turn, zoom, seed
         self.seed_generator = keras.random.SeedGenerator(seed)
+        # XLA has no kernel for the resampling op (`ImageProjectiveTransformV3`); this tells
+        # Keras to compile the model without XLA rather than fail in the first step.
+        self.supports_jit = False
 
     def call(self, images, training=None):
         if not training:
