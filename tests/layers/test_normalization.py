@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bigmodel_tf.layers.normalization import FusedBatchNormalization
+from bigmodel_tf.layers.normalization import FusedBatchNormalization, FusedLayerNormalization
 
 
 def pair(momentum=0.9, shape=(4, 5, 6, 3)):
@@ -85,4 +85,62 @@ def test_saves_and_loads_safely(tmp_path):
     layer = loaded.layers[-1]
     assert isinstance(layer, FusedBatchNormalization) and layer.momentum == 0.8
     x = np.random.default_rng(1).normal(size=(2, 5, 6, 3)).astype("float32")
+    np.testing.assert_array_equal(loaded(x), model(x))
+
+
+def layer_norm_pair(shape=(3, 7, 16)):
+    rng = np.random.default_rng(2)
+    keras_ln, fused = keras.layers.LayerNormalization(), FusedLayerNormalization()
+    for layer in (keras_ln, fused):
+        layer.build(shape)
+    weights = [rng.normal(1.0, 0.2, shape[-1]), rng.normal(0.0, 0.2, shape[-1])]
+    keras_ln.set_weights(weights)
+    fused.set_weights(weights)
+    return keras_ln, fused, rng.normal(1.0, 2.0, shape).astype("float32")
+
+
+def test_layer_norm_training_pass_matches_keras():
+    keras_ln, fused, x = layer_norm_pair()
+    x = tf.constant(x)
+    results = []
+    for layer in (keras_ln, fused):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(y * tf.cos(y))
+        results.append((y, tape.gradient(loss, [x, layer.gamma.value, layer.beta.value])))
+    (y_k, grads_k), (y_f, grads_f) = results
+    np.testing.assert_allclose(y_f, y_k, rtol=1e-5, atol=1e-5)
+    for g_f, g_k in zip(grads_f, grads_k, strict=True):
+        np.testing.assert_allclose(g_f, g_k, rtol=1e-4, atol=1e-4)
+
+
+def test_layer_norm_keeps_bfloat16_and_infers_as_keras():
+    keras_ln, fused, x = layer_norm_pair()
+    np.testing.assert_array_equal(fused(x), keras_ln(x))  # inference: Keras' own code
+    layer = FusedLayerNormalization(dtype="mixed_bfloat16")
+    layer.build(x.shape)
+    layer.set_weights(fused.get_weights())
+    y = layer(tf.cast(x, tf.bfloat16), training=True)
+    assert y.dtype == tf.bfloat16
+    np.testing.assert_allclose(tf.cast(y, tf.float32), keras_ln(x), rtol=0.05, atol=0.05)
+
+
+def test_layer_norm_over_other_axes_takes_keras_path():
+    x = np.random.default_rng(3).normal(size=(2, 3, 4)).astype("float32")
+    fused, plain = (
+        FusedLayerNormalization(axis=[1, 2]),
+        keras.layers.LayerNormalization(axis=[1, 2]),
+    )
+    np.testing.assert_allclose(fused(x, training=True), plain(x, training=True), rtol=1e-6)
+    assert not fused._fused
+
+
+def test_layer_norm_saves_and_loads_safely(tmp_path):
+    _, layer, x = layer_norm_pair()
+    inputs = keras.Input(x.shape[1:])
+    model = keras.Model(inputs, layer(inputs))
+    model.save(tmp_path / "ln.keras")
+    loaded = keras.saving.load_model(tmp_path / "ln.keras", safe_mode=True)
+    assert isinstance(loaded.layers[-1], FusedLayerNormalization)
     np.testing.assert_array_equal(loaded(x), model(x))

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from bigmodel_tf.layers import TransformerDecoderBlock, TransformerEncoderBlock
 from tests.helpers import assert_keras_file_round_trip
@@ -86,3 +87,21 @@ def test_config_round_trip_and_keras_file(block_class, tmp_path):
     clone = block_class.from_config(block.get_config())
     assert clone.get_config() == block.get_config()
     assert_keras_file_round_trip(block, random(2, 3, DIM, seed=6), tmp_path)
+
+
+@pytest.mark.parametrize("options", BLOCKS)
+def test_training_pass_computes_what_inference_does(options):
+    # Without dropout the two differ only in how: compiled GELU and layer norms while training.
+    block = TransformerDecoderBlock(2, 16, **options)
+    x = tf.constant(random(2, 5, DIM, seed=6))
+    outputs, grads = [], []
+    for training in (False, True):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = block(x, training=training)
+            loss = tf.reduce_sum(y * tf.sin(y))
+        outputs.append(y)
+        grads.append(tape.gradient(loss, [x, *block.trainable_weights]))
+    np.testing.assert_allclose(outputs[1], outputs[0], rtol=1e-5, atol=1e-5)
+    for trained, inferred in zip(grads[1], grads[0], strict=True):
+        np.testing.assert_allclose(trained, inferred, rtol=1e-4, atol=1e-4)

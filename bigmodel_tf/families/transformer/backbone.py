@@ -17,6 +17,7 @@ from keras import ops
 
 from bigmodel_tf.config import option
 from bigmodel_tf.layers import (
+    FusedLayerNormalization,
     PositionEmbedding,
     SinusoidalPositionEncoding,
     TransformerDecoderBlock,
@@ -212,7 +213,7 @@ class TransformerBackbone(keras.layers.Layer):
             self.token_type_embedding.build(input_shape)
         self.embedding_layer_norm = None
         if self.embedding_norm:
-            self.embedding_layer_norm = keras.layers.LayerNormalization(
+            self.embedding_layer_norm = FusedLayerNormalization(
                 epsilon=self.layer_norm_epsilon, name="embedding_norm", **common
             )
             self.embedding_layer_norm.build(features)
@@ -236,7 +237,7 @@ class TransformerBackbone(keras.layers.Layer):
             layer.build(features)
         self.final_norm = None
         if self.norm_first:  # pre-norm blocks leave the residual stream unnormalised
-            self.final_norm = keras.layers.LayerNormalization(
+            self.final_norm = FusedLayerNormalization(
                 epsilon=self.layer_norm_epsilon, name="final_norm", **common
             )
             self.final_norm.build(features)
@@ -275,7 +276,7 @@ class TransformerBackbone(keras.layers.Layer):
             # Every input is one segment (type 0): one vector added to every position.
             x = x + ops.cast(self.token_type_embedding.embeddings[0], x.dtype)
         if self.embedding_layer_norm is not None:
-            x = self.embedding_layer_norm(x)
+            x = self.embedding_layer_norm(x, training=training)
         x = self.embedding_dropout(x, training=training)
         for index, layer in enumerate(self.blocks):
             if cache is None:
@@ -289,7 +290,7 @@ class TransformerBackbone(keras.layers.Layer):
                     cache_slot=2 * index,
                 )
         if self.final_norm is not None:
-            x = self.final_norm(x)
+            x = self.final_norm(x, training=training)
         return x if cache is None else (x, cache)
 
     def compute_output_shape(self, input_shape):
