@@ -26,17 +26,23 @@ def pair(momentum=0.9, shape=(4, 5, 6, 3)):
     return keras_bn, fused, x
 
 
+def training_pass(layer, x):
+    """The layer's training output and the gradients of a loss whose gradient is not constant,
+    with respect to `x`, gamma and beta."""
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x, training=True)
+        loss = tf.reduce_sum(y * tf.cos(y))
+    return y, tape.gradient(loss, [x, layer.gamma.value, layer.beta.value])
+
+
 def test_training_step_matches_keras():
     keras_bn, fused, x = pair()
     initial_variance = keras_bn.moving_variance.numpy()
     x = tf.constant(x)
     results = []
     for layer in (keras_bn, fused):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            y = layer(x, training=True)
-            loss = tf.reduce_sum(y * tf.cos(y))  # a loss whose gradient is not constant
-        grads = tape.gradient(loss, [x, layer.gamma.value, layer.beta.value])
+        y, grads = training_pass(layer, x)
         results.append((y, grads, layer.moving_mean.numpy(), layer.moving_variance.numpy()))
     (y_k, grads_k, mean_k, var_k), (y_f, grads_f, mean_f, var_f) = results
     np.testing.assert_allclose(y_f, y_k, rtol=1e-4, atol=1e-4)
@@ -102,14 +108,7 @@ def layer_norm_pair(shape=(3, 7, 16)):
 def test_layer_norm_training_pass_matches_keras():
     keras_ln, fused, x = layer_norm_pair()
     x = tf.constant(x)
-    results = []
-    for layer in (keras_ln, fused):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            y = layer(x, training=True)
-            loss = tf.reduce_sum(y * tf.cos(y))
-        results.append((y, tape.gradient(loss, [x, layer.gamma.value, layer.beta.value])))
-    (y_k, grads_k), (y_f, grads_f) = results
+    (y_k, grads_k), (y_f, grads_f) = (training_pass(layer, x) for layer in (keras_ln, fused))
     np.testing.assert_allclose(y_f, y_k, rtol=1e-5, atol=1e-5)
     for g_f, g_k in zip(grads_f, grads_k, strict=True):
         np.testing.assert_allclose(g_f, g_k, rtol=1e-4, atol=1e-4)
